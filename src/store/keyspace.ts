@@ -233,19 +233,22 @@ export class Database {
    * encoding becomes whatever Redis would pick for the new value. Returns the entry.
    */
   replaceString(e: number, value: Buffer): number {
-    const strings = this.ks.strings;
-    let target = e;
-    if (strings.isLarge(e) || value.length > strings.inlineCapacity(e)) {
-      target = strings.resize(e, value.length, false);
-      if (target !== e) {
-        this.dict.replace(e, target);
-        strings.release(e);
-      }
+    const ks = this.ks;
+    const strings = ks.strings;
+    const mem = this.mem;
+    if (!strings.isLarge(e) && value.length <= strings.inlineCapacity(e)) {
+      mem.setU32(e, W_VALUE_LEN, value.length);
+      mem.setU32(e, W_META, ValueType.String);
+      strings.write(e, 0, value, 0, value.length);
+      return e;
     }
-    this.mem.setU32(target, W_VALUE_LEN, value.length);
-    this.mem.setU32(target, W_META, ValueType.String);
-    strings.write(target, 0, value, 0, value.length);
-    return target;
+    const key = this.keyOf(e);
+    const fresh = strings.create(key, mem.u32(e, E_HASH), ValueType.String, value.length, mem.u32(e, W_LRU));
+    strings.write(fresh, 0, value, 0, value.length);
+    mem.setF64(fresh, F_EXPIRE, mem.f64(e, F_EXPIRE));
+    this.dict.replace(e, fresh);
+    strings.release(e);
+    return fresh;
   }
 
   /** OBJECT ENCODING for a string, by Redis's rules (int, embstr up to 44 bytes, raw). */
