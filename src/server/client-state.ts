@@ -21,6 +21,11 @@ export class ClientState {
   queryBufferBytes = 0;
   /** Bytes of replies queued in the socket (CLIENT LIST omem / tot-mem). */
   outputBufferBytes = () => 0;
+  /**
+   * Channels + patterns (+ shard channels) subscribed to. A RESP2 client with
+   * any is in pubsub mode, which changes what PING replies.
+   */
+  subscriptions = 0;
 
   constructor(
     readonly id: number,

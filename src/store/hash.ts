@@ -23,12 +23,12 @@ export function halfSipHash13(key: Buffer, k0: number, k1: number): number {
     v2 = (v2 + v1) | 0; v1 = rotl(v1, 13); v1 ^= v2; v2 = rotl(v2, 16);
     v0 ^= m;
   }
+  // The last 0-3 bytes, with the length in the top byte.
   let b = len << 24;
-  switch (len & 3) {
-    case 3: b |= key[i + 2]! << 16; // falls through
-    case 2: b |= key[i + 1]! << 8; // falls through
-    case 1: b |= key[i]!;
-  }
+  const tail = len & 3;
+  if (tail >= 3) b |= key[i + 2]! << 16;
+  if (tail >= 2) b |= key[i + 1]! << 8;
+  if (tail >= 1) b |= key[i]!;
   v3 ^= b;
   v0 = (v0 + v1) | 0; v1 = rotl(v1, 5); v1 ^= v0; v0 = rotl(v0, 16);
   v2 = (v2 + v3) | 0; v3 = rotl(v3, 8); v3 ^= v2;

@@ -1,0 +1,134 @@
+// Throughput side by side: starts redis-server and poolkv on free loopback
+// ports and drives each with redis-benchmark in the same run, same settings.
+// Prints a table with the poolkv/redis ratio per row and, with --write,
+// replaces the throughput section of docs/benchmarks.md.
+//
+//   node dist/scripts/bench-throughput.js [--requests N] [--clients N] [--keyspace N] [--write]
+import { execFileSync, spawn, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const TESTS = ['PING_INLINE', 'SET', 'GET', 'INCR', 'MSET'];
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPing(port: number): Promise<void> {
+  const deadline = Date.now() + 20000;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('error', () => resolve(false));
+      s.once('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      s.write('PING\r\n');
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server on ${port} did not answer PING`);
+}
+
+function run(cmd: string, args: string[]): ChildProcess {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  return child;
+}
+
+/** redis-benchmark --csv rows: "test","rps",... → Map test → requests per second. */
+function benchmark(port: number, pipeline: number, requests: number, clients: number, keyspace: number): Map<string, number> {
+  const out = execFileSync('redis-benchmark', [
+    '-h', '127.0.0.1', '-p', String(port), '-t', TESTS.join(',').toLowerCase(), '-n', String(requests),
+    '-c', String(clients), '-P', String(pipeline), '-r', String(keyspace), '-d', '16', '--csv', '-q',
+  ], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const result = new Map<string, number>();
+  for (const line of out.split('\n')) {
+    const cells = line.split(',').map((c) => c.replace(/"/g, ''));
+    if (cells.length >= 2 && !Number.isNaN(Number(cells[1]))) {
+      const name = cells[0]!.replace(/ \(.*\)$/, '');
+      result.set(name, Number(cells[1]));
+    }
+  }
+  return result;
+}
+
+async function main(): Promise<void> {
+  const requests = arg('requests', 200000);
+  const clients = arg('clients', 50);
+  const keyspace = arg('keyspace', 100000);
+  const redisPort = await freePort();
+  const poolkvPort = await freePort();
+  const redis = run('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  const poolkv = run(process.execPath, [path.join(ROOT, 'dist/src/server/main.js'), '--port', String(poolkvPort), '--pool-size', '1gb', '--loglevel', 'warning']);
+  try {
+    await Promise.all([waitForPing(redisPort), waitForPing(poolkvPort)]);
+    const rows: string[] = [];
+    const header = '| test | pipeline | redis rps | poolkv rps | poolkv/redis |';
+    rows.push(header, '|---|---|---|---|---|');
+    for (const pipeline of [1, 16]) {
+      // Alternate servers per pipeline setting so neither always runs on a warmer machine.
+      const r = benchmark(redisPort, pipeline, requests, clients, keyspace);
+      const p = benchmark(poolkvPort, pipeline, requests, clients, keyspace);
+      for (const test of TESTS) {
+        const name = test === 'MSET' ? 'MSET (10 keys)' : test;
+        const rr = r.get(name) ?? r.get(test) ?? NaN;
+        const pr = p.get(name) ?? p.get(test) ?? NaN;
+        rows.push(`| ${test} | ${pipeline} | ${rr.toFixed(0)} | ${pr.toFixed(0)} | ${(pr / rr).toFixed(2)}x |`);
+      }
+    }
+    const command = `node dist/scripts/bench-throughput.js --requests ${requests} --clients ${clients} --keyspace ${keyspace}`;
+    const redisVersion = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
+    const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${redisVersion.split(' ').slice(0, 3).join(' ')}`;
+    const table = rows.join('\n');
+    console.log(table);
+    if (process.argv.includes('--write')) {
+      const section = [
+        '## Throughput (redis-benchmark, side by side)',
+        '',
+        `Command: \`${command}\` (run on ${new Date().toISOString().slice(0, 10)}; ${machine}).`,
+        `Each row: \`redis-benchmark -t <test> -n ${requests} -c ${clients} -P <pipeline> -r ${keyspace} -d 16\` against each server in turn;`,
+        'both servers and the benchmark client share the same 2 cores.',
+        '',
+        table,
+        '',
+      ].join('\n');
+      writeSection(section, '## Throughput');
+    }
+  } finally {
+    redis.kill('SIGKILL');
+    poolkv.kill('SIGKILL');
+  }
+}
+
+/** Replace the section starting with `heading` in docs/benchmarks.md (or append it). */
+function writeSection(section: string, heading: string): void {
+  const file = path.join(ROOT, 'docs/benchmarks.md');
+  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\nAll figures come from scripts under scripts/; each section names the command that produced it.\n\n';
+  const start = text.indexOf(heading);
+  if (start >= 0) {
+    const next = text.indexOf('\n## ', start + heading.length);
+    text = text.slice(0, start) + section + (next >= 0 ? text.slice(next + 1) : '');
+  } else {
+    text += '\n' + section;
+  }
+  fs.writeFileSync(file, text);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
