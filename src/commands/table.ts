@@ -247,7 +247,8 @@ export class CommandTable {
       this.reject(ctx, entry, NOAUTH_ERROR, 'NOAUTH');
       return;
     }
-    if ((entry.flagBits & DENY_OOM) !== 0 && server.pool.overMaxmemory()) {
+    // Like processCommand: try to evict first; refuse only if memory is still over the limit.
+    if ((entry.flagBits & DENY_OOM) !== 0 && server.pool.maxmemory > 0 && !server.evictor.freeMemoryIfNeeded()) {
       this.reject(ctx, entry, OOM_ERROR, 'OOM');
       return;
     }

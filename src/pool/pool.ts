@@ -40,9 +40,12 @@ export class Pool {
     const mapping = SharedMapping.open({ size: options.size, path: options.path });
     try {
       const mem = new PoolMemory(mapping.views);
-      if (mapping.existed && Pool.isCleanPool(mem, options)) return new Pool(mapping, mapping.views, true);
-      Pool.format(mem, options);
-      return new Pool(mapping, mapping.views, false);
+      const attach = mapping.existed && Pool.isCleanPool(mem, options);
+      if (!attach) Pool.format(mem, options);
+      const pool = new Pool(mapping, mapping.views, attach);
+      // In use from now on: only a clean SHUTDOWN sets the flag again, so a crash is never trusted.
+      pool.setClean(false);
+      return pool;
     } catch (err) {
       mapping.close();
       throw err;

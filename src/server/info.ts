@@ -167,8 +167,7 @@ function serverSection(server: ServerContext, out: Lines): void {
     `server_time_usec:${Math.floor(now * 1000)}`,
     `uptime_in_seconds:${uptime}`,
     `uptime_in_days:${Math.floor(uptime / 86400)}`,
-    // The server cron runs every 100 ms whatever `hz` says.
-    'hz:10',
+    `hz:${configuredHz}`,
     `configured_hz:${configuredHz}`,
     `lru_clock:${server.keyspace.lruClock()}`,
     `executable:${server.executable}`,

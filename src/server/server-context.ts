@@ -7,6 +7,7 @@ import type { Logger } from './log';
 import type { ServerStats } from './stats';
 import type { ClientRegistry } from './client-registry';
 import type { CommandTable } from '../commands/table';
+import type { Evictor } from '../store/eviction';
 
 export interface ServerContext {
   readonly pool: Pool;
@@ -16,6 +17,8 @@ export interface ServerContext {
   readonly stats: ServerStats;
   readonly clients: ClientRegistry;
   readonly commands: CommandTable;
+  /** maxmemory enforcement (Redis's performEvictions). */
+  readonly evictor: Evictor;
   /** ms since the epoch when the server started. */
   readonly startedAt: number;
   /** 40 hex chars, random per process (INFO server run_id). */

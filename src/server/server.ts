@@ -2,6 +2,8 @@
 // (maxclients), a 100 ms cron (instantaneous metrics, idle-client timeout),
 // and orderly close / SHUTDOWN. It is also the ServerContext that command
 // handlers see.
+import { Evictor, type EvictionPolicy } from '../store/eviction';
+import { KeyspaceCron } from './keyspace-cron';
 import { randomBytes } from 'crypto';
 import * as net from 'net';
 import { CommandTable } from '../commands/table';
@@ -33,6 +35,8 @@ const SKIPPABLE_BIND_ERRORS = new Set([
   'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EPROTONOSUPPORT', 'ESOCKTNOSUPPORT', 'EPFNOSUPPORT', 'ENOPROTOOPT',
 ]);
 const MAX_CLIENTS_ERROR = Buffer.from('-ERR max number of clients reached\r\n');
+const MEMORY_SETTINGS = ['maxmemory', 'maxmemory-policy', 'maxmemory-samples', 'lfu-log-factor', 'lfu-decay-time'];
+
 /** Ticks of the 100 ms cron between once-a-second jobs. */
 const TICKS_PER_SECOND = 1000 / METRIC_SAMPLE_INTERVAL_MS;
 
@@ -75,6 +79,9 @@ export class Server implements ServerContext {
   readonly writer = new ReplyWriter();
   private readonly listeners: net.Server[] = [];
   private readonly shutdownHooks: Array<() => void> = [];
+  /** maxmemory enforcement, shared by the dispatcher (before denyoom commands) and the cron. */
+  readonly evictor: Evictor;
+  private readonly keyspaceCron: KeyspaceCron;
   private cron: NodeJS.Timeout | null = null;
   private cronTicks = 0;
   private stopping = false;
@@ -90,6 +97,24 @@ export class Server implements ServerContext {
     this.stats = new ServerStats(deps.keyspace.stats);
     this.clients = new ClientRegistry(() => this.config.getNumber('maxclients'));
     this.commands = deps.commands ?? new CommandTable();
+    this.evictor = new Evictor(deps.keyspace, deps.pool);
+    this.keyspaceCron = new KeyspaceCron(deps.keyspace, this.evictor, {
+      hz: () => this.config.getNumber('hz'),
+      activeRehashing: () => this.config.getBool('activerehashing'),
+    });
+    this.applyMemorySettings();
+    for (const name of MEMORY_SETTINGS) this.config.onChange(name, () => this.applyMemorySettings());
+  }
+
+  /** Push maxmemory and eviction settings from the config into the pool, store and evictor. */
+  private applyMemorySettings(): void {
+    const policy = this.config.getString('maxmemory-policy') as EvictionPolicy;
+    this.pool.maxmemory = this.config.getNumber('maxmemory');
+    this.evictor.policy = policy;
+    this.evictor.samples = this.config.getNumber('maxmemory-samples');
+    this.keyspace.lfu = policy === 'allkeys-lfu' || policy === 'volatile-lfu';
+    this.keyspace.lfuLogFactor = this.config.getNumber('lfu-log-factor');
+    this.keyspace.lfuDecayTime = this.config.getNumber('lfu-decay-time');
   }
 
   /** Bind every `bind` address on `port`; resolves once all listeners are up. */
@@ -159,6 +184,7 @@ export class Server implements ServerContext {
   private tick(): void {
     const now = Date.now();
     this.stats.sample(now);
+    this.keyspaceCron.run();
     if (++this.cronTicks % TICKS_PER_SECOND === 0) this.closeIdleClients(now);
   }
 

@@ -1,76 +1,32 @@
 // Test plumbing for the protocol/server layer: a real Server in this process
-// on an ephemeral port, a raw-socket client that sees exact bytes, and a real
+// on an ephemeral port (with the real Config and a Logger whose lines are
+// recorded), a raw-socket client that sees exact bytes, and a real
 // redis-server to compare replies with.
-//
-// TODO(wiring): src/config/config.ts and src/server/log.ts are being written
-// concurrently. Until they land, the server gets TestConfig / TestLogger below
-// (only getNumber/getString and notice/warning/verbose/debug are used by the
-// server layer). Once they exist, build the real Config here (with `overrides`
-// applied the way CONFIG SET would) and keep TestLogger only if Logger allows
-// a custom sink.
 import { spawn, type ChildProcess } from 'child_process';
 import { existsSync } from 'fs';
 import * as net from 'net';
 import type { CommandTable } from '../../src/commands/table';
-import type { Config } from '../../src/config/config';
+import { Config } from '../../src/config/config';
 import { Pool } from '../../src/pool/pool';
-import type { Logger } from '../../src/server/log';
+import { Logger } from '../../src/server/log';
 import { Server } from '../../src/server/server';
 import { Keyspace } from '../../src/store/keyspace';
 
 const MiB = 1024 * 1024;
 
-/** Redis 7.0 defaults for the settings the server layer reads. */
-const DEFAULTS: Record<string, string> = {
-  bind: '127.0.0.1',
-  port: '0',
-  maxclients: '10000',
-  requirepass: '',
-  'proto-max-bulk-len': String(512 * MiB),
-  'client-query-buffer-limit': String(1024 * MiB),
-  'tcp-keepalive': '300',
-  timeout: '0',
-  databases: '16',
-};
-
-export class TestConfig {
-  readonly values = new Map<string, string>(Object.entries(DEFAULTS));
-
-  constructor(overrides: Record<string, string> = {}) {
-    for (const [name, value] of Object.entries(overrides)) this.values.set(name, value);
-  }
-
-  getString(name: string): string {
-    const value = this.values.get(name);
-    if (value === undefined) throw new Error(`TestConfig: no setting '${name}'`);
-    return value;
-  }
-
-  getNumber(name: string): number {
-    const n = Number(this.getString(name));
-    if (!Number.isFinite(n)) throw new Error(`TestConfig: '${name}' is not a number`);
-    return n;
-  }
-
-  set(name: string, value: string): void {
-    this.values.set(name, value);
-  }
-}
-
-export class TestLogger {
+/** Log lines the server wrote, split back into level and message. */
+export class LogRecorder {
   readonly lines: Array<{ level: string; message: string }> = [];
-  notice(message: string): void {
-    this.lines.push({ level: 'notice', message });
-  }
-  warning(message: string): void {
-    this.lines.push({ level: 'warning', message });
-  }
-  verbose(message: string): void {
-    this.lines.push({ level: 'verbose', message });
-  }
-  debug(message: string): void {
-    this.lines.push({ level: 'debug', message });
-  }
+  readonly logger = new Logger({
+    level: 'debug',
+    sink: (line) => {
+      // "PID:M 21 Nov 2026 01:02:03.456 * message"
+      const m = /^\d+:\w \d+ \w+ \d+ [\d:.]+ (.) (.*)$/s.exec(line.replace(/\n$/, ''));
+      const level = m ? ({ '.': 'debug', '-': 'verbose', '*': 'notice', '#': 'warning' } as Record<string, string>)[m[1]!] ?? '?' : '?';
+      this.lines.push({ level, message: m ? m[2]! : line });
+    },
+  });
+
   has(fragment: string): boolean {
     return this.lines.some((line) => line.message.includes(fragment));
   }
@@ -79,21 +35,21 @@ export class TestLogger {
 export interface TestServer {
   server: Server;
   pool: Pool;
-  config: TestConfig;
-  log: TestLogger;
+  config: Config;
+  log: LogRecorder;
   port: number;
   close(): Promise<void>;
 }
 
 export async function startServer(options: { config?: Record<string, string>; commands?: CommandTable } = {}): Promise<TestServer> {
-  const config = new TestConfig(options.config);
-  const log = new TestLogger();
+  const argv = ['--port', '0', '--bind', '127.0.0.1'];
+  for (const [name, value] of Object.entries(options.config ?? {})) argv.push(`--${name}`, value);
+  const { config } = Config.load(argv);
+  const log = new LogRecorder();
   const pool = Pool.open({ size: 32 * MiB, databases: config.getNumber('databases') });
   const keyspace = new Keyspace(pool);
   const server = new Server({
-    pool, keyspace,
-    config: config as unknown as Config,
-    log: log as unknown as Logger,
+    pool, keyspace, config, log: log.logger,
     configFile: '', executable: process.execPath,
     commands: options.commands,
   });
