@@ -9,6 +9,7 @@ import { commands as expire } from './expire';
 import { commands as server } from './server';
 import { commands as client } from './client';
 import { commands as introspection } from './introspection';
+import { commands as persistence } from './persistence';
 
 const families: ReadonlyArray<readonly CommandSpec[]> = [
   connection,
@@ -18,7 +19,7 @@ const families: ReadonlyArray<readonly CommandSpec[]> = [
   server,
   client,
   introspection,
-  // string, keys, server, ... : add new families here.
+  persistence,
 ];
 
 /** All top-level command declarations. */

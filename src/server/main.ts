@@ -124,6 +124,10 @@ async function main(argv: string[]): Promise<void> {
   const showLogo = config.getString('logfile') === '' && process.stdout.isTTY === true;
   if (showLogo) log.raw('notice', startupBanner(port, poolSize, poolWhere));
   else log.notice(`Running mode=standalone, port=${port}.`);
+  if (!pool.attached && pool.mapping?.existed) {
+    log.warning(`The pool in ${poolWhere} was not shut down cleanly (or was made with other settings); ` +
+      'its contents are not trusted, so it was formatted afresh.');
+  }
   log.notice(`Pool of ${poolSize} bytes (${bytesToHuman(poolSize)}) in ${poolWhere}: ` +
     (pool.attached ? 'attached the cleanly shut down pool found there' : 'formatted a fresh pool') +
     `, ${config.getNumber('databases')} databases`);
