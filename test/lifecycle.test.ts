@@ -11,6 +11,15 @@ function waitExit(server: RedisProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
+/** Log lines travel through a pipe and may trail the replies: give them a moment. */
+async function waitForOutput(server: RedisProcess, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 3000;
+  while (!pattern.test(server.output())) {
+    if (Date.now() > deadline) assert.fail(`log never matched ${pattern}:\n${server.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 async function cmd(port: number, ...args: string[]): Promise<string> {
   return (await rawCommand(port, args)).toString('latin1');
 }
@@ -28,13 +37,13 @@ describe('lifecycle: shutdown and pool re-attach', function () {
     const exited = waitExit(server);
     await rawCommand(server.port, ['SHUTDOWN', 'NOSAVE']).catch(() => Buffer.alloc(0)); // no reply: the server goes away
     assert.equal(await exited, 0);
-    assert.match(server.output(), /User requested shutdown/);
+    await waitForOutput(server, /User requested shutdown/);
   });
 
   it('SIGTERM shuts down cleanly', async () => {
     const server = await startPoolkv();
     assert.equal(await server.stop(), 0);
-    assert.match(server.output(), /Received SIGTERM scheduling shutdown/);
+    await waitForOutput(server, /Received SIGTERM scheduling shutdown/);
   });
 
   it('a clean shutdown leaves a /dev/shm pool that the next start attaches with its data and TTLs', async () => {
@@ -64,7 +73,7 @@ describe('lifecycle: shutdown and pool re-attach', function () {
     const second = await startPoolkv(['--pool-path', poolPath]);
     try {
       assert.equal(await cmd(second.port, 'DBSIZE'), ':0\r\n');
-      assert.match(second.output(), /was not shut down cleanly/);
+      await waitForOutput(second, /was not shut down cleanly/);
     } finally {
       await second.stop();
     }
