@@ -420,10 +420,8 @@ const SUB_ACL = ['slow', 'connection'];
 
 export const commands: CommandSpec[] = [
   {
-    // Redis declares COMMAND with arity -1 (a bare COMMAND lists everything), but
-    // CommandEntry (table.ts) rejects containers with arity > -2. Until it accepts
-    // this one, a bare COMMAND gets the arity error and COMMAND INFO says -2.
-    name: 'command', arity: -2, flags: ['loading', 'stale'],
+    // A container that also runs bare: COMMAND alone lists every command.
+    name: 'command', arity: -1, flags: ['loading', 'stale'],
     firstKey: 0, lastKey: 0, step: 0, acl: ['slow', 'connection'],
     group: 'server', since: '2.8.13', summary: 'Get array of Redis command details',
     complexity: 'O(N) where N is the total number of Redis commands',

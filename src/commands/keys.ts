@@ -56,10 +56,15 @@ export function errorWithArg(ctx: CommandContext, message: string): void {
   ctx.reply.raw(Buffer.from(`-${message.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1'));
 }
 
-/** ASCII case-insensitive compare of an argument with a lowercase word (strcasecmp). */
+/**
+ * strcasecmp(arg, word) === 0 with a lowercase word. Like C, the argument ends
+ * at its first NUL byte, so "NX\0junk" is NX.
+ */
 export function argIs(arg: Buffer, lower: string): boolean {
-  if (arg.length !== lower.length) return false;
-  for (let i = 0; i < arg.length; i++) {
+  const nul = arg.indexOf(0);
+  const len = nul === -1 ? arg.length : nul;
+  if (len !== lower.length) return false;
+  for (let i = 0; i < len; i++) {
     const c = arg[i]!;
     const l = lower.charCodeAt(i);
     if (c !== l && !(l >= 0x61 && l <= 0x7a && (c | 0x20) === l)) return false;
@@ -171,11 +176,13 @@ const ULONG_MAX = 18446744073709551615n;
 
 /**
  * parseScanCursorOrReply(): strtoul(s, &end, 10) that must consume the whole
- * argument, without a leading space, and must not overflow. strtoul accepts a
- * sign ("-1" wraps to ULONG_MAX) and an empty string (cursor 0).
+ * argument (up to a NUL), without a leading space, and must not overflow.
+ * strtoul accepts a sign ("-1" wraps to ULONG_MAX) and an empty string (cursor 0).
  */
 export function parseScanCursor(arg: Buffer): bigint | null {
-  const len = arg.length;
+  // C sees the argument up to its first NUL.
+  const nul = arg.indexOf(0);
+  const len = nul === -1 ? arg.length : nul;
   if (len === 0) return 0n;
   let i = 0;
   const c0 = arg[0]!;
@@ -191,7 +198,7 @@ export function parseScanCursor(arg: Buffer): bigint | null {
     const c = arg[k]!;
     if (c < 0x30 || c > 0x39) return null;
   }
-  const magnitude = BigInt(arg.toString('latin1', i));
+  const magnitude = BigInt(arg.toString('latin1', i, len));
   if (magnitude > ULONG_MAX) return null; // ERANGE
   if (!negative || magnitude === 0n) return magnitude;
   return ULONG_MAX + 1n - magnitude;
@@ -254,7 +261,8 @@ function scan(ctx: CommandContext, argv: Buffer[]): void {
 
   const useGlob = pattern !== null && !(pattern.length === 1 && pattern[0] === 0x2a);
   const match = useGlob ? compileGlob(pattern!) : null;
-  const wantedType = typeName === null ? null : typeName.toString('latin1').toLowerCase();
+  // strcasecmp: the name ends at a NUL byte, and ASCII case does not matter.
+  const wantedType = typeName === null ? null : cString(typeName).replace(/[A-Z]+/g, (m) => m.toLowerCase());
   const out: Buffer[] = [];
   for (let k = 0; k < collectedKeys.length; k++) {
     const key = collectedKeys[k]!;

@@ -13,11 +13,10 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import type { CommandEntry } from '../commands/table';
+import { REDIS_COMPAT_VERSION } from '../config/conf-file';
 import { PAGE_BYTES } from '../pool/memory';
 import type { ServerContext } from './server-context';
 
-/** What INFO reports as redis_version (clients gate features on it). */
-export const INFO_REDIS_VERSION = '7.0.15';
 
 /** Sections in output order. `slabs` is poolkv's own and, like a module section, comes last. */
 const SECTION_ORDER = [
@@ -129,23 +128,6 @@ export function residentSetSize(): number {
   }
 }
 
-function configNumber(server: ServerContext, name: string, fallback: number): number {
-  try {
-    const n = server.config.getNumber(name);
-    return Number.isFinite(n) ? n : fallback;
-  } catch {
-    return fallback;
-  }
-}
-
-function configString(server: ServerContext, name: string, fallback: string): string {
-  try {
-    return server.config.getString(name);
-  } catch {
-    return fallback;
-  }
-}
-
 type Lines = string[];
 
 // ---- sections --------------------------------------------------------------------------
@@ -153,10 +135,10 @@ type Lines = string[];
 function serverSection(server: ServerContext, out: Lines): void {
   const now = performance.timeOrigin + performance.now();
   const uptime = Math.floor(Date.now() / 1000) - Math.floor(server.startedAt / 1000);
-  const configuredHz = configNumber(server, 'hz', 10);
+  const configuredHz = server.config.getNumber('hz');
   out.push(
     '# Server',
-    `redis_version:${INFO_REDIS_VERSION}`,
+    `redis_version:${REDIS_COMPAT_VERSION}`,
     `poolkv_version:${poolkvVersion()}`,
     'redis_mode:standalone',
     `os:${os.type()} ${os.release()} ${os.machine()}`,
@@ -221,7 +203,7 @@ function memorySection(server: ServerContext, out: Lines): void {
     `total_system_memory_human:${bytesToHuman(total)}`,
     `maxmemory:${maxmemory}`,
     `maxmemory_human:${bytesToHuman(maxmemory)}`,
-    `maxmemory_policy:${configString(server, 'maxmemory-policy', 'noeviction')}`,
+    `maxmemory_policy:${server.config.getString('maxmemory-policy')}`,
     `mem_fragmentation_ratio:${f2(used > 0 ? rss / used : 0)}`,
     `mem_fragmentation_bytes:${rss - used}`,
     'mem_allocator:poolkv-slab',
