@@ -1,0 +1,97 @@
+// maxmemory and its policies, through real sockets: noeviction refuses writes
+// with Redis's OOM error while reads and deletes go on; the eviction policies
+// make room instead, choosing victims the way Redis's sampling does.
+import { strict as assert } from 'assert';
+import { rawCommand, startPoolkv, startRedis, encodeCommand, type RedisProcess } from './helpers/processes';
+
+const OOM = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+
+async function cmd(port: number, ...args: string[]): Promise<string> {
+  return (await rawCommand(port, args)).toString('latin1');
+}
+
+/** Send many commands in one pipeline and return the raw replies. */
+async function pipeline(port: number, commands: string[][]): Promise<string> {
+  const payload = Buffer.concat(commands.map((c) => encodeCommand(c)));
+  return (await rawCommand(port, payload, { replies: commands.length, timeoutMs: 30000 })).toString('latin1');
+}
+
+async function info(port: number, field: string): Promise<number> {
+  const text = await cmd(port, 'INFO', 'all');
+  const m = new RegExp(`^${field}:(\\S+)`, 'm').exec(text);
+  assert.ok(m, `INFO has ${field}`);
+  return Number(m[1]);
+}
+
+describe('maxmemory and eviction', function () {
+  this.timeout(120000);
+  const value = 'x'.repeat(1000);
+  let server: RedisProcess | null = null;
+  afterEach(async () => {
+    await server?.stop();
+    server = null;
+  });
+
+  it('noeviction: writes get the OOM error, reads and deletes still work (same reply as redis-server)', async () => {
+    server = await startPoolkv(['--maxmemory', '4mb']);
+    const batch = Array.from({ length: 8000 }, (_, i) => ['SET', `k${i}`, value]);
+    const replies = await pipeline(server.port, batch);
+    assert.ok(replies.includes(OOM), 'writes were refused once over maxmemory');
+    assert.equal(await cmd(server.port, 'GET', 'k0'), `$1000\r\n${value}\r\n`);
+    assert.equal(await cmd(server.port, 'SET', 'another', 'v'), OOM);
+    assert.equal(await cmd(server.port, 'DEL', 'k0'), ':1\r\n');
+    assert.ok((await info(server.port, 'used_memory')) < 4.5 * 1024 * 1024);
+
+    // Redis refuses with the very same bytes.
+    const redis = await startRedis(['--maxmemory', '1mb']);
+    try {
+      const redisReplies = await pipeline(redis.port, batch.slice(0, 3000));
+      assert.ok(redisReplies.includes(OOM));
+    } finally {
+      await redis.stop();
+    }
+  });
+
+  for (const policy of ['allkeys-lru', 'allkeys-lfu', 'allkeys-random']) {
+    it(`${policy}: writes keep succeeding, keys are evicted, memory stays near the limit`, async () => {
+      server = await startPoolkv(['--maxmemory', '4mb', '--maxmemory-policy', policy]);
+      const batch = Array.from({ length: 10000 }, (_, i) => ['SET', `k${i}`, value]);
+      const replies = await pipeline(server.port, batch);
+      assert.ok(!replies.includes('-'), 'no write was refused');
+      const keys = Number((await cmd(server.port, 'DBSIZE')).slice(1));
+      assert.ok(keys < 10000 && keys > 1000, `some keys were evicted (${keys} left)`);
+      assert.ok((await info(server.port, 'evicted_keys')) >= 10000 - keys);
+      assert.ok((await info(server.port, 'used_memory')) <= 4.2 * 1024 * 1024);
+    });
+  }
+
+  it('allkeys-lru keeps recently used keys over idle ones', async () => {
+    server = await startPoolkv(['--maxmemory', '4mb', '--maxmemory-policy', 'allkeys-lru', '--maxmemory-samples', '10']);
+    // 2000 keys fit; let them idle for over a second (the LRU clock has 1 s resolution).
+    await pipeline(server.port, Array.from({ length: 2000 }, (_, i) => ['SET', `old${i}`, value]));
+    await new Promise((r) => setTimeout(r, 2200));
+    // Touch the first 200, then write enough new keys to force evictions.
+    await pipeline(server.port, Array.from({ length: 200 }, (_, i) => ['GET', `old${i}`]));
+    await pipeline(server.port, Array.from({ length: 2500 }, (_, i) => ['SET', `new${i}`, value]));
+    const hot = await pipeline(server.port, Array.from({ length: 200 }, (_, i) => ['EXISTS', `old${i}`]));
+    const cold = await pipeline(server.port, Array.from({ length: 200 }, (_, i) => ['EXISTS', `old${1000 + i}`]));
+    const count = (s: string) => s.split(':1\r\n').length - 1;
+    assert.ok(count(hot) > count(cold) + 50, `recently used keys survive more (hot ${count(hot)}, cold ${count(cold)})`);
+  });
+
+  it('volatile-ttl evicts the keys closest to expiring; volatile-* without volatile keys refuses with OOM', async () => {
+    server = await startPoolkv(['--maxmemory', '4mb', '--maxmemory-policy', 'volatile-ttl']);
+    await pipeline(server.port, Array.from({ length: 1500 }, (_, i) => ['SET', `soon${i}`, value, 'EX', String(100 + i)]));
+    await pipeline(server.port, Array.from({ length: 1500 }, (_, i) => ['SET', `late${i}`, value, 'EX', String(100000 + i)]));
+    await pipeline(server.port, Array.from({ length: 1500 }, (_, i) => ['SET', `more${i}`, value, 'EX', String(200000 + i)]));
+    const soon = await pipeline(server.port, Array.from({ length: 100 }, (_, i) => ['EXISTS', `soon${i}`]));
+    const late = await pipeline(server.port, Array.from({ length: 100 }, (_, i) => ['EXISTS', `late${1400 + i}`]));
+    const count = (s: string) => s.split(':1\r\n').length - 1;
+    assert.ok(count(soon) < count(late), `short TTLs go first (soon ${count(soon)}, late ${count(late)})`);
+
+    await cmd(server.port, 'FLUSHALL');
+    await cmd(server.port, 'CONFIG', 'SET', 'maxmemory-policy', 'volatile-lru');
+    const replies = await pipeline(server.port, Array.from({ length: 6000 }, (_, i) => ['SET', `plain${i}`, value]));
+    assert.ok(replies.includes(OOM), 'nothing volatile to evict: OOM');
+  });
+});
