@@ -187,7 +187,6 @@ describe('config: loading', () => {
     const cases: Array<[string[], string]> = [
       [['--daemonize', 'yes'], 'daemonize yes is not supported: poolkv runs in the foreground (use a supervisor such as systemd)'],
       [['--appendonly', 'yes'], 'appendonly yes is not supported: poolkv has no append-only file (the dataset lives in its shared-memory pool)'],
-      [['--save', '900 1'], 'save points are not supported yet: poolkv has no snapshots in this release (use save "")'],
       [['--pool-size', 'banana'], 'argument must be a memory value'],
       [['--pool-size', '1000'], 'argument must be between 1048576 and 34358689792 inclusive'],
       [['--pool-path', '/tmp/pool'], 'pool-path must be empty (memfd) or a file under /dev/shm'],
@@ -399,7 +398,10 @@ describe('config: CONFIG SET / CONFIG GET semantics match Redis', function () {
       assert.throws(() => fresh.set(name, '1'), (err: Error) =>
         err.message === `ERR CONFIG SET failed (possibly related to argument '${name}') - can't set immutable config`);
     }
-    assert.throws(() => fresh.set('save', '900 1'), /save points are not supported yet/);
+    // Save points are accepted since snapshots exist (src/snapshot); CONFIG SET replaces the rules.
+    fresh.set('save', '900 1 300 10');
+    assert.equal(fresh.get('save'), '900 1 300 10');
+    fresh.set('save', '');
     fresh.set('requirepass', 'p a s s');
     assert.equal(fresh.get('requirepass'), 'p a s s');
   });

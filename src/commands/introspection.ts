@@ -11,7 +11,7 @@ import type { CommandContext, CommandFlag, CommandSpec } from './types';
 const FLAG_ORDER: readonly CommandFlag[] = [
   'write', 'readonly', 'denyoom', 'module', 'admin', 'pubsub', 'noscript', 'blocking', 'loading',
   'stale', 'skip_monitor', 'skip_slowlog', 'asking', 'fast', 'no_auth', 'may_replicate',
-  'no_mandatory_keys', 'no_multi', 'allow_busy',
+  'no_mandatory_keys', 'no_async_loading', 'no_multi', 'allow_busy',
 ];
 
 /** Redis's ACL categories, in its table order (ACLCommandCategories); COMMAND INFO lists them so. */

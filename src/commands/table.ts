@@ -14,7 +14,7 @@ const FLAG_BITS: Record<CommandFlag, number> = {
   write: 1 << 0, readonly: 1 << 1, denyoom: 1 << 2, module: 1 << 3, admin: 1 << 4, pubsub: 1 << 5,
   noscript: 1 << 6, blocking: 1 << 7, loading: 1 << 8, stale: 1 << 9, skip_monitor: 1 << 10,
   skip_slowlog: 1 << 11, asking: 1 << 12, fast: 1 << 13, no_auth: 1 << 14, may_replicate: 1 << 15,
-  no_mandatory_keys: 1 << 16, no_multi: 1 << 17, allow_busy: 1 << 18,
+  no_mandatory_keys: 1 << 16, no_multi: 1 << 17, allow_busy: 1 << 18, no_async_loading: 1 << 19,
 };
 const NO_AUTH = FLAG_BITS.no_auth;
 const DENY_OOM = FLAG_BITS.denyoom;

@@ -11,7 +11,7 @@ export type CommandFlag =
   | 'write' | 'readonly' | 'denyoom' | 'admin' | 'pubsub' | 'noscript' | 'blocking'
   | 'loading' | 'stale' | 'skip_monitor' | 'skip_slowlog' | 'asking' | 'fast'
   | 'no_auth' | 'may_replicate' | 'no_mandatory_keys' | 'no_multi' | 'allow_busy'
-  | 'module';
+  | 'module' | 'no_async_loading';
 
 export type CommandHandler = (ctx: CommandContext, argv: Buffer[]) => void;
 

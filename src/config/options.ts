@@ -171,29 +171,36 @@ const bindOption: OptionSpec = {
 
 /**
  * save <seconds> <changes> [...]: validated exactly like Redis's setConfigSaveOption.
- * poolkv has no snapshots yet, so only the empty schedule is accepted; anything
- * else is refused rather than silently never saving.
+ * CONFIG SET replaces the rules; while loading (config file, command line) the
+ * first `save` line replaces the defaults and later ones append, and `save ""`
+ * clears them. Stored as the normalized numbers, rendered "900 1 300 10".
  */
 const saveOption: OptionSpec = {
   name: 'save',
   defaultText: '""',
   mutable: true,
   multiArg: true,
-  parse(args) {
+  parse(args, ctx) {
     let params = args;
-    if (params.length === 1 && params[0] === '') params = [];
+    let reset = false;
+    if (params.length === 1 && params[0] === '') {
+      params = [];
+      reset = true;
+    }
     if (params.length % 2 === 1) return fail('Invalid save parameters');
+    const values: string[] = [];
     for (let j = 0; j < params.length; j++) {
       // strtoll(..., &eptr, 10) with eptr[0] == '\0': optional blanks and sign, digits, nothing after.
       // No digits at all leaves eptr at the start, which is only '\0' for "".
       const text = params[j];
       const n = text === '' ? 0 : /^[ \t\n\v\f\r]*[+-]?\d+$/.test(text) ? Number(text.trim()) : NaN;
       if (Number.isNaN(n) || (j % 2 === 0 && n < 1) || (j % 2 === 1 && n < 0)) return fail('Invalid save parameters');
+      values.push(String(n));
     }
-    if (params.length > 0) {
-      return fail('save points are not supported yet: poolkv has no snapshots in this release (use save "")');
-    }
-    return ok([]);
+    // poolkv's default is empty, so "the first line replaces the defaults" is the same as appending.
+    if (!ctx.loading || reset) return ok(values);
+    const current = Array.isArray(ctx.current) ? (ctx.current as readonly string[]) : [];
+    return ok([...current, ...values]);
   },
   render: (value) => (value as readonly string[]).join(' '),
 };

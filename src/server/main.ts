@@ -8,6 +8,9 @@ import * as path from 'path';
 import { Config, ConfigError } from '../config/config';
 import { REDIS_COMPAT_VERSION } from '../config/conf-file';
 import { Pool } from '../pool/pool';
+import type { SharedMapping } from '../pool/mapping';
+import { isCleanPoolFile, loadImage } from '../snapshot/load';
+import { SnapshotService } from '../snapshot/service';
 import { Keyspace } from '../store/keyspace';
 import { Logger } from './log';
 import { Server } from './server';
@@ -107,34 +110,61 @@ async function main(argv: string[]): Promise<void> {
 
   const poolSize = config.getNumber('pool-size');
   const poolPath = config.getString('pool-path');
+  const databases = config.getNumber('databases');
   let pool: Pool;
-  try {
-    pool = Pool.open({
-      size: poolSize,
-      path: poolPath === '' ? undefined : poolPath,
-      databases: config.getNumber('databases'),
-      growthFactor: config.getNumber('slab-growth-factor'),
-      minChunk: config.getNumber('slab-min-chunk'),
-    });
-  } catch (err) {
-    fail(log, `Failed opening the pool (${poolPath === '' ? 'memfd' : poolPath}, ${poolSize} bytes): ${(err as Error).message}`);
+  // A clean /dev/shm pool is attached as it stands; otherwise an image in `dir` is loaded, if any.
+  const imageFile = path.join(config.getString('dir'), config.getString('dbfilename'));
+  const attachable = poolPath !== '' && isCleanPoolFile(poolPath, poolSize, databases);
+  let loaded: { seconds: number; mapping: SharedMapping } | null = null;
+  if (!attachable && fs.existsSync(imageFile)) {
+    log.notice(`Loading the pool image from ${imageFile}`);
+    try {
+      const image = loadImage(imageFile, { poolSize, path: poolPath, databases });
+      pool = image.pool;
+      loaded = image;
+      if (image.header.poolSize !== poolSize) {
+        log.warning(`The image holds a pool of ${image.header.poolSize} bytes; using that size instead of pool-size ${poolSize}`);
+      }
+    } catch (err) {
+      fail(log, `Bad pool image ${imageFile}: ${(err as Error).message}. Exiting.`);
+    }
+  } else {
+    try {
+      pool = Pool.open({
+        size: poolSize,
+        path: poolPath === '' ? undefined : poolPath,
+        databases,
+        growthFactor: config.getNumber('slab-growth-factor'),
+        minChunk: config.getNumber('slab-min-chunk'),
+      });
+    } catch (err) {
+      fail(log, `Failed opening the pool (${poolPath === '' ? 'memfd' : poolPath}, ${poolSize} bytes): ${(err as Error).message}`);
+    }
   }
-  const poolWhere = pool.path ?? 'an anonymous memfd';
+  const poolWhere = pool.path ?? loaded?.mapping.path ?? 'an anonymous memfd';
   const port = config.getNumber('port');
   const showLogo = config.getString('logfile') === '' && process.stdout.isTTY === true;
   if (showLogo) log.raw('notice', startupBanner(port, poolSize, poolWhere));
   else log.notice(`Running mode=standalone, port=${port}.`);
-  if (!pool.attached && pool.mapping?.existed) {
+  if (loaded === null && !pool.attached && pool.mapping?.existed) {
     log.warning(`The pool in ${poolWhere} was not shut down cleanly (or was made with other settings); ` +
       'its contents are not trusted, so it was formatted afresh.');
   }
   log.notice(`Pool of ${poolSize} bytes (${bytesToHuman(poolSize)}) in ${poolWhere}: ` +
-    (pool.attached ? 'attached the cleanly shut down pool found there' : 'formatted a fresh pool') +
+    (loaded !== null ? 'loaded from the pool image' : pool.attached ? 'attached the cleanly shut down pool found there' : 'formatted a fresh pool') +
     `, ${config.getNumber('databases')} databases`);
 
   const keyspace = new Keyspace(pool);
   const executable = fs.realpathSync(process.argv[1] ?? __filename);
   const server = new Server({ pool, keyspace, config, log, configFile, executable });
+  const snapshots = SnapshotService.of(server);
+  if (loaded !== null) {
+    let keys = 0;
+    for (let db = 0; db < keyspace.dbCount; db++) keys += keyspace.db(db).size();
+    snapshots.keysLoaded = keys;
+    log.notice(`Done loading the pool image, keys loaded: ${keys}.`);
+    log.notice(`DB loaded from disk: ${loaded.seconds.toFixed(3)} seconds`);
+  }
   try {
     await server.listen();
   } catch (err) {
@@ -150,8 +180,15 @@ async function main(argv: string[]): Promise<void> {
     }
     shuttingDown = true;
     log.fromSignalHandler(`Received ${signal} scheduling shutdown...`);
-    // Like Redis, let the current event-loop turn finish before shutting down.
-    setImmediate(() => server.shutdown('User requested shutdown...', 0));
+    // Like Redis, let the current event-loop turn finish before shutting down; with save rules, save first.
+    setImmediate(() => {
+      if (!snapshots.prepareForShutdown(false, false)) {
+        log.warning('Errors trying to shut down the server. Check the logs for more information.');
+        shuttingDown = false;
+        return;
+      }
+      server.shutdown('User requested shutdown...', 0);
+    });
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
