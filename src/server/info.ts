@@ -8,6 +8,7 @@
 // allocator has handed out plus the pool's own metadata) and adds pool_*
 // fields; an extra `slabs` section lists the allocator's classes like
 // memcached's `stats slabs`.
+import { persistenceInfoFields } from '../snapshot/service';
 import { readFileSync } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -225,19 +226,9 @@ function memorySection(server: ServerContext, out: Lines): void {
 }
 
 function persistenceSection(server: ServerContext, out: Lines): void {
-  out.push(
-    '# Persistence',
-    'loading:0',
-    'async_loading:0',
-    'rdb_bgsave_in_progress:0',
-    // As in Redis, start-up counts as the last save until a snapshot is taken.
-    `rdb_last_save_time:${Math.floor(server.startedAt / 1000)}`,
-    'rdb_saves:0',
-    'aof_enabled:0',
-    'aof_rewrite_in_progress:0',
-    'aof_rewrite_scheduled:0',
-    'module_fork_in_progress:0',
-  );
+  // The snapshot service owns these figures (Redis 7.0's names, plus snapshot progress).
+  out.push('# Persistence');
+  for (const [name, value] of persistenceInfoFields(server)) out.push(`${name}:${value}`);
 }
 
 function statsSection(server: ServerContext, out: Lines): void {
