@@ -266,6 +266,40 @@ describe('pool: keyspace model (against a Map)', function () {
     }
   });
 
+  it('a write refused for lack of memory leaks nothing (chain growth, new keys, table growth)', () => {
+    const pool = Pool.open({ size: 16 * MiB, databases: 1 });
+    try {
+      const ks = new Keyspace(pool);
+      const db = ks.db(0);
+      const big = db.setString(Buffer.from('big'), pattern(1, 2 * MiB), 0);
+      const used = pool.allocator.usedBytes();
+      const free = pool.allocator.freePages();
+      assert.throws(() => db.resizeString(big, 40 * MiB), PoolFullError);
+      assert.equal(pool.allocator.usedBytes(), used, 'failed chain growth gave its pages back');
+      assert.equal(pool.allocator.freePages(), free);
+      assert.ok(db.readString(db.lookup(Buffer.from('big'))).equals(pattern(1, 2 * MiB)));
+
+      let i = 0;
+      assert.throws(() => {
+        for (;;) db.setString(Buffer.from(`fill${i++}`), pattern(i, 4000), 0);
+      }, PoolFullError);
+      for (let k = 0; k < 300; k++) db.deleteKey(Buffer.from(`fill${k}`));
+      // Small new keys: some fit, the table may be unable to grow, and the final refusal leaks nothing.
+      let n = 0;
+      let before = 0;
+      assert.throws(() => {
+        for (;;) {
+          before = pool.allocator.usedBytes();
+          db.setString(Buffer.from(`new${n++}`), Buffer.from('v'), 0);
+        }
+      }, PoolFullError);
+      assert.equal(pool.allocator.usedBytes(), before, 'the refused SET left nothing allocated');
+      assert.equal(db.size(), i - 1 - 300 + 1 + (n - 1));
+    } finally {
+      pool.close();
+    }
+  });
+
   it('SCAN returns every key present throughout, across growth between calls', () => {
     const pool = Pool.open({ size: 64 * MiB, databases: 1 });
     try {

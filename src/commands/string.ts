@@ -51,12 +51,6 @@ function db(ctx: CommandContext): Database {
   return ctx.server.keyspace.db(ctx.client.db);
 }
 
-/** server.dirty, when the keyspace keeps one (changes since the last save). */
-function bumpDirty(ctx: CommandContext, n: number): void {
-  const ks = ctx.server.keyspace as unknown as { dirty?: number };
-  if (typeof ks.dirty === 'number') ks.dirty += n;
-}
-
 function protoMaxBulkLen(ctx: CommandContext): number {
   return ctx.server.config.getNumber('proto-max-bulk-len');
 }
@@ -323,7 +317,6 @@ function setGeneric(ctx: CommandContext, flags: number, key: Buffer, value: Buff
   // An absolute time already in the past is stored as is: the key then reads
   // as missing and is reclaimed lazily, as Redis 7.0's SET ... EXAT/PXAT does.
   d.setString(key, value, expireAt !== 0 ? expireAt : (flags & F_KEEPTTL) !== 0 ? KEEP_TTL : 0);
-  bumpDirty(ctx, 1);
   if ((flags & F_GET) === 0) {
     if (replies === REPLY_ONE_ZERO) reply.integer(1);
     else reply.ok();
@@ -367,16 +360,12 @@ function getsetCommand(ctx: CommandContext, argv: Buffer[]): void {
   const d = db(ctx);
   if (getGeneric(ctx.reply, d, argv[1]!) < 0) return;
   d.setString(argv[1]!, argv[2]!, 0);
-  bumpDirty(ctx, 1);
 }
 
 function getdelCommand(ctx: CommandContext, argv: Buffer[]): void {
   const d = db(ctx);
   const e = getGeneric(ctx.reply, d, argv[1]!);
-  if (e > 0) {
-    d.remove(e);
-    bumpDirty(ctx, 1);
-  }
+  if (e > 0) d.remove(e);
 }
 
 function getexCommand(ctx: CommandContext, argv: Buffer[]): void {
@@ -405,12 +394,10 @@ function getexCommand(ctx: CommandContext, argv: Buffer[]): void {
   replyValue(reply, d, e);
   if ((flags & (F_EXAT | F_PXAT)) !== 0 && expireAt <= Date.now()) {
     d.remove(e); // an absolute time already past deletes the key (checkAlreadyExpired)
-    bumpDirty(ctx, 1);
   } else if (expireIndex !== 0) {
     d.setExpireAt(e, expireAt);
-    bumpDirty(ctx, 1);
   } else if ((flags & F_PERSIST) !== 0) {
-    if (d.persist(e)) bumpDirty(ctx, 1);
+    d.persist(e);
   }
 }
 
@@ -466,7 +453,6 @@ function msetCommand(ctx: CommandContext, argv: Buffer[]): void {
   } else {
     msetWithUndo(d, argv);
   }
-  bumpDirty(ctx, (argc - 1) / 2);
   ctx.reply.ok();
 }
 
@@ -521,7 +507,6 @@ function msetnxCommand(ctx: CommandContext, argv: Buffer[]): void {
     for (let k = 1; k < j; k += 2) d.deleteKey(argv[k]!);
     throw err;
   }
-  bumpDirty(ctx, (argc - 1) / 2);
   ctx.reply.integer(1);
 }
 
@@ -534,7 +519,6 @@ function appendCommand(ctx: CommandContext, argv: Buffer[]): void {
   const e = d.lookup(key, Lookup.Write);
   if (e === 0) {
     d.setString(key, tail, 0);
-    bumpDirty(ctx, 1);
     reply.integer(tail.length);
     return;
   }
@@ -551,7 +535,6 @@ function appendCommand(ctx: CommandContext, argv: Buffer[]): void {
   ensureRoomToGrow(ctx, e, oldLength, total);
   const grown = d.resizeString(e, total);
   d.writeString(grown, oldLength, tail);
-  bumpDirty(ctx, 1);
   reply.integer(total);
 }
 
@@ -654,7 +637,6 @@ function setrangeCommand(ctx: CommandContext, argv: Buffer[]): void {
       d.deleteKey(key); // the key did not exist: leave it so
       throw err;
     }
-    bumpDirty(ctx, 1);
     reply.integer(total);
     return;
   }
@@ -676,7 +658,6 @@ function setrangeCommand(ctx: CommandContext, argv: Buffer[]): void {
   ensureRoomToGrow(ctx, e, oldLength, newLength);
   const grown = d.resizeString(e, newLength);
   d.writeString(grown, offset, value);
-  bumpDirty(ctx, 1);
   reply.integer(newLength);
 }
 
@@ -720,7 +701,6 @@ function incrDecr(ctx: CommandContext, key: Buffer, incr: number, incrBig: bigin
   }
   if (e !== 0) d.replaceString(e, NUM_VIEWS[n]!);
   else d.setString(key, NUM_VIEWS[n]!, 0);
-  bumpDirty(ctx, 1);
   replyNumScratch(reply, n);
 }
 
@@ -778,9 +758,8 @@ function incrbyfloatCommand(ctx: CommandContext, argv: Buffer[]): void {
     return;
   }
   const text = Buffer.from(formatLongDoubleHuman(sum), 'latin1');
-  if (e !== 0) d.replaceString(e, text);
-  else d.setString(key, text, 0);
-  bumpDirty(ctx, 1);
+  // Redis stores the result as a string object, never int-encoded.
+  d.markNotInteger(e !== 0 ? d.replaceString(e, text) : d.setString(key, text, 0));
   reply.bulk(text);
 }
 

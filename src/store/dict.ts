@@ -9,6 +9,7 @@
 // Entries are owned by the keyspace; this file only links them. Word 0 of an
 // entry is its chain link and word 1 its hash.
 import type { SlabAllocator } from '../pool/allocator';
+import { PoolFullError } from '../pool/errors';
 import type { PoolMemory } from '../pool/memory';
 
 export const E_NEXT = 0;
@@ -204,7 +205,12 @@ export class PoolDict {
     }
     const used = this.used(0);
     if (used >= size && (PoolDict.canResize || used / size > FORCE_RESIZE_RATIO)) {
-      this.resize(used + 1);
+      try {
+        this.resize(used + 1);
+      } catch (err) {
+        // A full pool cannot give a bigger table; chains just get longer until memory frees up.
+        if (!(err instanceof PoolFullError)) throw err;
+      }
     }
   }
 

@@ -36,6 +36,8 @@ export const TYPE_NAMES: Record<number, string> = { 0: 'string', 1: 'list', 2: '
 export const FLAG_RAW = 1;
 /** The value lives in a page chain, not inline. */
 export const FLAG_LARGE = 2;
+/** Made by a command Redis stores as a plain string even when it looks like an integer (INCRBYFLOAT). */
+export const FLAG_NOT_INT = 4;
 
 /** Large-value page: word 0 = next page ref, word 1 = bytes used; data from byte 8. */
 export const CHAIN_HEADER_BYTES = 8;

@@ -6,7 +6,7 @@ import type { Pool } from '../pool/pool';
 import { DB_ROOT_BYTES, DB_ROOTS_OFFSET } from '../pool/layout';
 import type { PoolMemory } from '../pool/memory';
 import { E_HASH, PoolDict } from './dict';
-import { F_EXPIRE, FLAG_RAW, KEY_OFFSET, TYPE_NAMES, ValueType, W_KEY_LEN, W_LRU, W_META, W_VALUE_LEN } from './entry';
+import { F_EXPIRE, FLAG_NOT_INT, FLAG_RAW, KEY_OFFSET, TYPE_NAMES, ValueType, W_KEY_LEN, W_LRU, W_META, W_VALUE_LEN } from './entry';
 import { halfSipHash13 } from './hash';
 import { StringStorage } from './string-value';
 
@@ -203,10 +203,25 @@ export class Database {
       if (oldExpire !== 0) this.addExpires(-1);
       strings.release(old);
     } else {
-      this.dict.add(e);
+      this.linkNew(e);
     }
     if (newExpire !== 0) this.setExpireAt(e, newExpire);
     return e;
+  }
+
+  /** Link a freshly created entry; if the table cannot be made, free the entry so nothing leaks. */
+  private linkNew(e: number): void {
+    try {
+      this.dict.add(e);
+    } catch (err) {
+      this.ks.strings.release(e);
+      throw err;
+    }
+  }
+
+  /** The value is a plain string whatever it looks like (INCRBYFLOAT results): never "int". */
+  markNotInteger(e: number): void {
+    this.mem.setU32(e, W_META, this.mem.u32(e, W_META) | (FLAG_NOT_INT << 8));
   }
 
   /**
@@ -253,12 +268,10 @@ export class Database {
 
   /** OBJECT ENCODING for a string, by Redis's rules (int, embstr up to 44 bytes, raw). */
   stringEncoding(e: number): 'int' | 'embstr' | 'raw' {
+    const flags = this.mem.u32(e, W_META) >>> 8;
+    if ((flags & FLAG_RAW) !== 0) return 'raw'; // APPEND/SETRANGE results stay raw, as in Redis
     const len = this.stringLength(e);
-    if (len <= 20 && len > 0) {
-      const text = this.readString(e).toString('latin1');
-      if (isCanonicalInt64(text)) return 'int';
-    }
-    if (((this.mem.u32(e, W_META) >>> 8) & FLAG_RAW) !== 0) return 'raw';
+    if ((flags & FLAG_NOT_INT) === 0 && len <= 20 && len > 0 && isCanonicalInt64(this.readString(e).toString('latin1'))) return 'int';
     return len <= 44 ? 'embstr' : 'raw';
   }
 
@@ -281,8 +294,13 @@ export class Database {
     const flags = this.mem.u32(e, W_META) & (FLAG_RAW << 8);
     this.mem.setU32(copy, W_META, this.mem.u32(copy, W_META) | flags);
     const old = this.dict.find(hash, key, KEY_OFFSET);
-    if (old !== 0) this.remove(old);
-    this.dict.add(copy);
+    if (old !== 0) {
+      this.dict.replace(old, copy);
+      if (this.mem.f64(old, F_EXPIRE) !== 0) this.addExpires(-1);
+      ks.strings.release(old);
+    } else {
+      this.linkNew(copy);
+    }
     const expire = keepTtl ? source.expireAt(e) : 0;
     if (expire !== 0) this.setExpireAt(copy, expire);
     return copy;

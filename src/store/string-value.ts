@@ -100,12 +100,26 @@ export class StringStorage {
       last = page;
       page = mem.u32(page, 0);
     }
-    for (let i = pagesHave; i < pagesNeed; i++) {
-      const fresh = this.alloc.allocPage();
-      mem.setU32(fresh, 0, 0);
-      if (last === 0) mem.setU32(e, chainHeadWord(mem.u32(e, W_KEY_LEN)), fresh);
-      else mem.setU32(last, 0, fresh);
-      last = fresh;
+    const tailBefore = last;
+    try {
+      for (let i = pagesHave; i < pagesNeed; i++) {
+        const fresh = this.alloc.allocPage();
+        mem.setU32(fresh, 0, 0);
+        if (last === 0) mem.setU32(e, chainHeadWord(mem.u32(e, W_KEY_LEN)), fresh);
+        else mem.setU32(last, 0, fresh);
+        last = fresh;
+      }
+    } catch (err) {
+      // Out of pages part-way: give back what this call took, so a refused write leaks nothing.
+      let page = tailBefore === 0 ? this.chainHead(e) : mem.u32(tailBefore, 0);
+      while (page !== 0) {
+        const next = mem.u32(page, 0);
+        this.alloc.freePage(page);
+        page = next;
+      }
+      if (tailBefore === 0) mem.setU32(e, chainHeadWord(mem.u32(e, W_KEY_LEN)), 0);
+      else mem.setU32(tailBefore, 0, 0);
+      throw err;
     }
   }
 
