@@ -291,7 +291,7 @@ export class Database {
     const hash = ks.hashKey(key);
     const copy = ks.strings.create(key, hash, source.typeOf(e), len, this.mem.u32(e, W_LRU));
     ks.strings.copyBetween(e, copy, len);
-    const flags = this.mem.u32(e, W_META) & (FLAG_RAW << 8);
+    const flags = this.mem.u32(e, W_META) & ((FLAG_RAW | FLAG_NOT_INT) << 8); // the encoding travels with the value
     this.mem.setU32(copy, W_META, this.mem.u32(copy, W_META) | flags);
     const old = this.dict.find(hash, key, KEY_OFFSET);
     if (old !== 0) {
