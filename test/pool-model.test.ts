@@ -8,31 +8,9 @@ import { SharedMapping } from '../src/pool/mapping';
 import { PAGE_BYTES } from '../src/pool/memory';
 import { Pool } from '../src/pool/pool';
 import { Keyspace, KEEP_TTL, Lookup } from '../src/store/keyspace';
+import { pattern, rng } from './helpers/random';
 
 const MiB = 1024 * 1024;
-
-/** Deterministic PRNG so a failure can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function pattern(seed: number, len: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  const r = rng(seed);
-  const word = Buffer.allocUnsafe(4);
-  for (let i = 0; i < len; i += 4) {
-    word.writeUInt32LE(Math.floor(r() * 2 ** 32));
-    word.copy(b, i, 0, Math.min(4, len - i));
-  }
-  return b;
-}
 
 /** Value sizes skewed to small, with some near chunk boundaries and a few of several MiB. */
 function valueSize(r: () => number): number {

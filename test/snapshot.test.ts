@@ -14,26 +14,9 @@ import { PoolDict } from '../src/store/dict';
 import { KEEP_TTL, Keyspace, Lookup } from '../src/store/keyspace';
 import { FileSink } from '../src/transport/file';
 import { encodeCommand, rawCommand, startPoolkv, startRedis, type RedisProcess } from './helpers/processes';
+import { pattern, rng } from './helpers/random';
 
 const MiB = 1024 * 1024;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function pattern(seed: number, len: number): Buffer {
-  const b = Buffer.allocUnsafe(len);
-  const r = rng(seed);
-  for (let i = 0; i < len; i++) b[i] = Math.floor(r() * 256);
-  return b;
-}
 
 function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'poolkv-snap-'));
