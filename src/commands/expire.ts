@@ -74,6 +74,9 @@ function expireGeneric(ctx: CommandContext, argv: Buffer[], name: string, relati
     reply.integer(0);
     return;
   }
+  // Expire times are stored as doubles, exact up to 2^53 ms (year 287396); compare what would be
+  // stored, so a time at the int64 edge compares equal to itself after the rounding.
+  const whenMs = Number(when);
   if (flags !== 0) {
     const current = db.expireAt(e); // 0 = no TTL (Redis's -1), an infinite TTL for GT/LT
     if ((flags & EXPIRE_NX) !== 0 && current !== 0) {
@@ -84,20 +87,20 @@ function expireGeneric(ctx: CommandContext, argv: Buffer[], name: string, relati
       reply.integer(0);
       return;
     }
-    if ((flags & EXPIRE_GT) !== 0 && (current === 0 || when <= current)) {
+    if ((flags & EXPIRE_GT) !== 0 && (current === 0 || whenMs <= current)) {
       reply.integer(0);
       return;
     }
-    if ((flags & EXPIRE_LT) !== 0 && current !== 0 && when >= current) {
+    if ((flags & EXPIRE_LT) !== 0 && current !== 0 && whenMs >= current) {
       reply.integer(0);
       return;
     }
   }
-  if (when <= Date.now()) {
+  if (whenMs <= Date.now()) {
     // checkAlreadyExpired(): an explicit delete, not counted as an expiry.
     db.remove(e);
   } else {
-    db.setExpireAt(e, Number(when));
+    db.setExpireAt(e, whenMs);
   }
   reply.integer(1);
 }

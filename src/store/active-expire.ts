@@ -93,7 +93,7 @@ export class ActiveExpireCycle {
       const index = (this.nextDb + visited) % dbCount;
       const db = ks.db(index);
       if (db.expiresCount() === 0) {
-        db.setAvgTtl(0);
+        if (db.avgTtl() !== 0) db.setAvgTtl(0); // (a pool write only when it changes)
         continue;
       }
       this.db = db;
@@ -135,12 +135,12 @@ export class ActiveExpireCycle {
         }
         const clock = performance.now();
         if (!timeUp && clock > deadline) timeUp = true;
-        const stale = sampled > 0 && (expired * 100) / sampled > ACCEPTABLE_STALE_PERC;
+        const stale = sampled > 0 && Math.trunc((expired * 100) / sampled) > ACCEPTABLE_STALE_PERC;
         repeat = !timeUp && db.expiresCount() > 0 && (stale || (walked < quota && clock < paceDeadline));
       } while (repeat);
       this.cursors[index] = cursor;
       this.counters.bucketsWalked += walked;
-      if (db.expiresCount() === 0) db.setAvgTtl(0);
+      if (db.expiresCount() === 0 && db.avgTtl() !== 0) db.setAvgTtl(0);
     }
     this.db = null;
     if (timeUp) this.counters.timeCapReached++;
