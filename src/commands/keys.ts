@@ -387,7 +387,7 @@ function copy(ctx: CommandContext, argv: Buffer[]): void {
     reply.integer(0);
     return;
   }
-  dst.storeCopy(src, e, newKey, true);
+  dst.storeCopy(src, e, newKey, true, true); // a new object: fresh LRU/LFU, as Redis's COPY
   reply.integer(1);
 }
 

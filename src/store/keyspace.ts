@@ -283,13 +283,16 @@ export class Database {
   // ---- moving keys between names and databases -------------------------------------
   /**
    * Store a copy of entry e (from any database) under `key` in this database,
-   * replacing what is there. Copies value and TTL. Returns the new entry.
+   * replacing what is there. Copies value and TTL. RENAME and MOVE keep the
+   * access word (Redis moves the same object); COPY makes a new object, so
+   * `freshAccess` starts its LRU/LFU over. Returns the new entry.
    */
-  storeCopy(source: Database, e: number, key: Buffer, keepTtl = true): number {
+  storeCopy(source: Database, e: number, key: Buffer, keepTtl = true, freshAccess = false): number {
     const ks = this.ks;
     const len = source.stringLength(e);
     const hash = ks.hashKey(key);
-    const copy = ks.strings.create(key, hash, source.typeOf(e), len, this.mem.u32(e, W_LRU));
+    const access = freshAccess ? ks.freshAccessClock() : this.mem.u32(e, W_LRU);
+    const copy = ks.strings.create(key, hash, source.typeOf(e), len, access);
     ks.strings.copyBetween(e, copy, len);
     const flags = this.mem.u32(e, W_META) & ((FLAG_RAW | FLAG_NOT_INT) << 8); // the encoding travels with the value
     this.mem.setU32(copy, W_META, this.mem.u32(copy, W_META) | flags);
