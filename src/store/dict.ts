@@ -125,8 +125,24 @@ export class PoolDict {
   // ---- lookup / insert / delete ----------------------------------------------
   /** The entry whose key equals key (hash precomputed), or 0. `keyEquals(entry)` compares bytes. */
   find(hash: number, key: Buffer, keyOffset: number): number {
-    if (this.used(0) + this.used(1) === 0) return 0;
-    if (this.isRehashing()) this.rehash(1);
+    const mem = this.mem;
+    const root = this.root;
+    if (mem.u32(root, R_REHASH) !== 0) return this.findRehashing(hash, key, keyOffset);
+    const l = mem.u32(root, R_LOG2[0]!);
+    if (l === 0) return 0;
+    // Hot path (no rehash in progress): one table, geometry read once.
+    const idx = hash & ((1 << (l - 1)) - 1);
+    const dir = mem.u32(root, R_DIR[0]!);
+    let e = l - 1 <= SMALL_MAX_LOG2 ? mem.u32(dir, idx) : mem.u32(mem.u32(dir, idx >>> SEGMENT_LOG2), idx & SEGMENT_MASK);
+    while (e !== 0) {
+      if (mem.u32(e, E_HASH) === hash && mem.equals(e, keyOffset, mem.u32(e, KEY_LEN_WORD), key)) return e;
+      e = mem.u32(e, E_NEXT);
+    }
+    return 0;
+  }
+
+  private findRehashing(hash: number, key: Buffer, keyOffset: number): number {
+    this.rehash(1);
     const mem = this.mem;
     for (let t = 0; t < 2; t++) {
       const l = mem.u32(this.root, R_LOG2[t]!);

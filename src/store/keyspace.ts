@@ -379,8 +379,7 @@ export class Keyspace {
   lfuDecayTime = 1;
   private readonly seed0: number;
   private readonly seed1: number;
-  private cachedLruClock = 0;
-  private lruClockAt = 0;
+  private cachedLruClock = Math.floor(Date.now() / 1000) & LRU_CLOCK_MAX;
 
   constructor(readonly pool: Pool) {
     this.mem = pool.mem;
@@ -431,14 +430,14 @@ export class Keyspace {
   }
 
   // ---- access clock ----------------------------------------------------------------
-  /** Redis's LRU clock: seconds, 24 bits, refreshed at most every 100 ms. */
+  /** Redis's LRU clock: seconds, 24 bits. Cached like server.lruclock; refreshClock() updates it. */
   lruClock(): number {
-    const now = Date.now();
-    if (now - this.lruClockAt >= 100) {
-      this.cachedLruClock = Math.floor(now / 1000) & LRU_CLOCK_MAX;
-      this.lruClockAt = now;
-    }
     return this.cachedLruClock;
+  }
+
+  /** Called by the server cron (every tick), as serverCron refreshes server.lruclock. */
+  refreshClock(now = Date.now()): void {
+    this.cachedLruClock = Math.floor(now / 1000) & LRU_CLOCK_MAX;
   }
 
   /** Access word for a new entry. */
