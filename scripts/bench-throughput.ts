@@ -3,7 +3,7 @@
 // Prints a table with the poolkv/redis ratio per row and, with --write,
 // replaces the throughput section of docs/benchmarks.md.
 //
-//   node dist/scripts/bench-throughput.js [--requests N] [--clients N] [--keyspace N] [--write]
+//   node dist/scripts/bench-throughput.js [--requests N] [--clients N] [--keyspace N] [--rounds N] [--write]
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   const requests = arg('requests', 200000);
   const clients = arg('clients', 50);
   const keyspace = arg('keyspace', 100000);
+  const rounds = arg('rounds', 3);
   const redisPort = await freePort();
   const poolkvPort = await freePort();
   const redis = run('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
@@ -80,21 +81,35 @@ async function main(): Promise<void> {
     // poolkv's JIT has compiled its hot paths (Redis has nothing to warm up).
     benchmark(redisPort, 16, requests, clients, keyspace);
     benchmark(poolkvPort, 16, requests, clients, keyspace);
+    // The host's speed drifts by tens of percent between seconds, so each row is measured in
+    // several interleaved rounds (alternating which server goes first) and the median is reported.
+    const samples = new Map<string, { redis: number[]; poolkv: number[] }>();
+    for (let round = 0; round < rounds; round++) {
+      for (const pipeline of [1, 16]) {
+        const order = round % 2 === 0 ? (['redis', 'poolkv'] as const) : (['poolkv', 'redis'] as const);
+        for (const which of order) {
+          const result = benchmark(which === 'redis' ? redisPort : poolkvPort, pipeline, requests, clients, keyspace);
+          for (const test of TESTS) {
+            const name = test === 'MSET' ? 'MSET (10 keys)' : test;
+            const key = `${test}|${pipeline}`;
+            if (!samples.has(key)) samples.set(key, { redis: [], poolkv: [] });
+            samples.get(key)![which].push(result.get(name) ?? result.get(test) ?? NaN);
+          }
+        }
+      }
+    }
     const rows: string[] = [];
     const header = '| test | pipeline | redis rps | poolkv rps | poolkv/redis |';
     rows.push(header, '|---|---|---|---|---|');
     for (const pipeline of [1, 16]) {
-      // Alternate servers per pipeline setting so neither always runs on a warmer machine.
-      const r = benchmark(redisPort, pipeline, requests, clients, keyspace);
-      const p = benchmark(poolkvPort, pipeline, requests, clients, keyspace);
       for (const test of TESTS) {
-        const name = test === 'MSET' ? 'MSET (10 keys)' : test;
-        const rr = r.get(name) ?? r.get(test) ?? NaN;
-        const pr = p.get(name) ?? p.get(test) ?? NaN;
+        const { redis: r, poolkv: p } = samples.get(`${test}|${pipeline}`)!;
+        const rr = median(r);
+        const pr = median(p);
         rows.push(`| ${test} | ${pipeline} | ${rr.toFixed(0)} | ${pr.toFixed(0)} | ${(pr / rr).toFixed(2)}x |`);
       }
     }
-    const command = `node dist/scripts/bench-throughput.js --requests ${requests} --clients ${clients} --keyspace ${keyspace}`;
+    const command = `node dist/scripts/bench-throughput.js --requests ${requests} --clients ${clients} --keyspace ${keyspace} --rounds ${rounds}`;
     const redisVersion = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
     const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${redisVersion.split(' ').slice(0, 3).join(' ')}`;
     const table = rows.join('\n');
@@ -105,7 +120,8 @@ async function main(): Promise<void> {
         '',
         `Command: \`${command}\` (run on ${new Date().toISOString().slice(0, 10)}; ${machine}).`,
         'An untimed warm-up pass (-P 16, same settings) runs against each server first.',
-        `Each row: \`redis-benchmark -t <test> -n ${requests} -c ${clients} -P <pipeline> -r ${keyspace} -d 16\` against each server in turn;`,
+        `Each row is the median of ${rounds} interleaved rounds (alternating which server runs first) of`,
+        `\`redis-benchmark -t <test> -n ${requests} -c ${clients} -P <pipeline> -r ${keyspace} -d 16\` against each server in turn;`,
         'both servers and the benchmark client share the same 2 cores.',
         '',
         table,
@@ -117,6 +133,11 @@ async function main(): Promise<void> {
     redis.kill('SIGKILL');
     poolkv.kill('SIGKILL');
   }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 /** Replace the section starting with `heading` in docs/benchmarks.md (or append it). */
