@@ -18,6 +18,7 @@ const FLAG_BITS: Record<CommandFlag, number> = {
 };
 const NO_AUTH = FLAG_BITS.no_auth;
 const DENY_OOM = FLAG_BITS.denyoom;
+const WRITE = FLAG_BITS.write;
 
 const OOM_ERROR = "OOM command not allowed when used memory > 'maxmemory'.";
 const NOAUTH_ERROR = 'NOAUTH Authentication required.';
@@ -276,6 +277,9 @@ export class CommandTable {
     if (reply.length > mark && reply.buf[mark] === MINUS) {
       entry.failedCalls++;
       server.stats.countError(errorCodeAt(reply, mark));
+    } else if ((entry.flagBits & WRITE) !== 0) {
+      // server.dirty, coarsely: one per write command that did not fail (Redis counts keys changed).
+      server.stats.dirty++;
     }
   }
 

@@ -58,6 +58,8 @@ export class ServerStats {
   totalConnectionsReceived = 0;
   /** total_commands_processed */
   totalCommandsProcessed = 0;
+  /** Successful write commands since the last save (rdb_changes_since_last_save; reset by the snapshot service). */
+  dirty = 0;
   /** total_net_input_bytes */
   totalNetInputBytes = 0;
   /** total_net_output_bytes */

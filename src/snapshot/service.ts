@@ -3,13 +3,10 @@
 // (SnapshotScheduler, checked like Redis's serverCron), the dirty counter, and
 // the INFO persistence fields.
 //
-// Dirty counter: every command flagged `write` in the command table is wrapped
-// once (per spec) so that a call that did not answer an error adds 1 to the
-// dirty counter of the server it ran on. That is coarser than Redis's
+// Dirty counter: the dispatcher adds 1 to ServerStats.dirty for every command
+// flagged `write` that did not answer an error. That is coarser than Redis's
 // server.dirty (which counts keys changed: DEL of 3 keys = 3, a no-op = 0).
 import * as fs from 'fs';
-import type { CommandEntry } from '../commands/table';
-import type { CommandContext, CommandHandler, CommandSpec } from '../commands/types';
 import type { ServerContext } from '../server/server-context';
 import { FileSink } from '../transport/file';
 import { ConsistentCut, CutAbortedError } from './cut';
@@ -17,7 +14,6 @@ import { ConsistentCut, CutAbortedError } from './cut';
 /** Redis's CONFIG_BGSAVE_RETRY_DELAY: after a failed BGSAVE, rules wait this long (s). */
 const BGSAVE_RETRY_DELAY = 5;
 const CRON_MS = 100;
-const MINUS = 0x2d;
 
 export type BgsaveResult = 'started' | 'scheduled' | 'in-progress';
 
@@ -30,11 +26,16 @@ interface RunningSave {
 
 const services = new WeakMap<ServerContext, SnapshotService>();
 let latest: SnapshotService | null = null;
-const wrappedSpecs = new WeakSet<CommandSpec>();
 
 export class SnapshotService {
   /** rdb_changes_since_last_save. */
-  dirty = 0;
+  /** Writes since the last successful save (server.dirty): counted by the dispatcher in ServerStats. */
+  get dirty(): number {
+    return this.server.stats.dirty;
+  }
+  set dirty(value: number) {
+    this.server.stats.dirty = value;
+  }
   /** Seconds since the epoch of the last successful save (start-up until then, as in Redis). */
   lastSave: number;
   lastBgsaveOk = true;
@@ -53,7 +54,6 @@ export class SnapshotService {
 
   private constructor(readonly server: ServerContext) {
     this.lastSave = Math.floor(server.startedAt / 1000);
-    this.hookDirtyCounter();
     const withHooks = server as ServerContext & { addShutdownHook?: (hook: () => void) => void };
     withHooks.addShutdownHook?.(() => this.stop());
   }
@@ -72,27 +72,6 @@ export class SnapshotService {
 
   static latest(): SnapshotService | null {
     return latest;
-  }
-
-  // ---- dirty counter -------------------------------------------------------------
-  private hookDirtyCounter(): void {
-    const visit = (entry: CommandEntry): void => {
-      const spec = entry.spec;
-      if (entry.hasFlag('write') && spec.handler !== undefined && !wrappedSpecs.has(spec)) {
-        const inner: CommandHandler = spec.handler;
-        spec.handler = (ctx: CommandContext, argv: Buffer[]) => {
-          const mark = ctx.reply.length;
-          inner(ctx, argv);
-          if (ctx.reply.length === mark || ctx.reply.buf[mark] !== MINUS) {
-            const service = services.get(ctx.server);
-            if (service !== undefined) service.dirty++;
-          }
-        };
-        wrappedSpecs.add(spec);
-      }
-      for (const sub of entry.subcommands) visit(sub);
-    };
-    for (const entry of this.server.commands.entries()) visit(entry);
   }
 
   // ---- state ------------------------------------------------------------------------
