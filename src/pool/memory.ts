@@ -82,8 +82,14 @@ export class PoolMemory {
 
   /** Copy `len` bytes at ref+byteOff into `target` at `targetOff`. */
   copyOut(ref: number, byteOff: number, len: number, target: Buffer, targetOff: number): void {
-    const start = this.offsetInView(ref) + byteOff;
-    this.view(ref).copy(target, targetOff, start, start + len);
+    const view = this.bytes[ref >>> VIEW_UNIT_SHIFT]!;
+    const start = ((ref & VIEW_UNIT_MASK) << UNIT_SHIFT) + byteOff;
+    // Small values (counters, short strings) skip Buffer.copy's argument checks, as in equals().
+    if (len <= SHORT_KEY_BYTES) {
+      for (let i = 0; i < len; i++) target[targetOff + i] = view[start + i]!;
+      return;
+    }
+    view.copy(target, targetOff, start, start + len);
   }
 
   /** A zero-copy window; only for immediate reads, never kept or handed to I/O. */
@@ -106,7 +112,13 @@ export class PoolMemory {
   /** Copy source[srcStart, srcEnd) to ref+byteOff. The range must lie within one page. */
   copyIn(ref: number, byteOff: number, source: Buffer, srcStart: number, srcEnd: number): void {
     if (this.barrier !== null) this.touchRange(ref, byteOff, srcEnd - srcStart);
-    source.copy(this.view(ref), this.offsetInView(ref) + byteOff, srcStart, srcEnd);
+    const view = this.bytes[ref >>> VIEW_UNIT_SHIFT]!;
+    const at = ((ref & VIEW_UNIT_MASK) << UNIT_SHIFT) + byteOff;
+    if (srcEnd - srcStart <= SHORT_KEY_BYTES) {
+      for (let i = srcStart; i < srcEnd; i++) view[at + i - srcStart] = source[i]!;
+      return;
+    }
+    source.copy(view, at, srcStart, srcEnd);
   }
 
   /** Write a latin1/ascii string at ref+byteOff (numbers rendered by INCR and friends). */
