@@ -9,53 +9,13 @@ import { commands as keysCommands } from '../src/commands/keys';
 import { commands as expireCommands } from '../src/commands/expire';
 import type { CommandSpec } from '../src/commands/types';
 import {
-  encodeCommand, rawCommand, replyLength, startPoolkv, startRedis, type RedisProcess,
+  rawCommand, startPoolkv, startRedis, type RedisProcess,
 } from './helpers/processes';
+import { decode, runPipelined, show, showCmd, type Arg, type Cmd } from './helpers/differential';
+import { rng } from './helpers/random';
 
-// redis-parser doubles as the test's RESP decoder where a decoded reply is easier to check.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const RedisParser = require('redis-parser') as new (options: {
-  returnReply(reply: unknown): void; returnError(err: Error): void; returnBuffers?: boolean;
-}) => { execute(b: Buffer): void };
 
-type Arg = string | Buffer;
-type Cmd = Arg[];
 
-const BATCH = 400;
-
-/** Send commands pipelined on one connection (after `prefix`, e.g. SELECT 3); each reply's raw bytes. */
-async function run(port: number, cmds: Cmd[], prefix: Cmd[] = []): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for (let start = 0; start < cmds.length; start += BATCH) {
-    const batch = cmds.slice(start, start + BATCH);
-    const all = [...prefix, ...batch];
-    const payload = Buffer.concat(all.map((c) => encodeCommand(c)));
-    const bytes = await rawCommand(port, payload, { replies: all.length, timeoutMs: 60000 });
-    let p = 0;
-    for (let i = 0; i < all.length; i++) {
-      const n = replyLength(bytes, p);
-      if (i >= prefix.length) out.push(bytes.subarray(p, p + n));
-      p += n;
-    }
-  }
-  return out;
-}
-
-function show(b: Buffer | Arg): string {
-  const s = Buffer.isBuffer(b) ? b.toString('latin1') : b;
-  return JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}...(${s.length} bytes)` : s);
-}
-
-function showCmd(cmd: Cmd): string {
-  return cmd.map(show).join(' ');
-}
-
-function decode(bytes: Buffer): unknown {
-  const replies: unknown[] = [];
-  const parser = new RedisParser({ returnReply: (r) => replies.push(r), returnError: (e) => replies.push(e) });
-  parser.execute(bytes);
-  return replies[0];
-}
 
 /** The elements of a RESP2 array of bulk strings (binary-safe, as latin1 strings). */
 function bulkArray(bytes: Buffer, from = 0): { items: string[]; end: number } {
@@ -128,18 +88,6 @@ function equivalent(cmd: Cmd, ours: Buffer, theirs: Buffer): boolean {
   return a >= 0 && b >= 0 && Math.abs(a - b) <= Math.max(tolerance, b / 2 ** 50);
 }
 
-/** A tiny seeded PRNG (mulberry32), so a failing random run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('generic keyspace commands (differential against redis-server 7.0)', function () {
   this.timeout(180000);
   let redis: RedisProcess;
@@ -154,7 +102,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
 
   /** Run on both servers and assert every reply is equivalent; returns poolkv's replies. */
   async function same(cmds: Cmd[], prefix: Cmd[] = []): Promise<Buffer[]> {
-    const [ours, theirs] = await Promise.all([run(poolkv.port, cmds, prefix), run(redis.port, cmds, prefix)]);
+    const [ours, theirs] = await Promise.all([runPipelined(poolkv.port, cmds, prefix), runPipelined(redis.port, cmds, prefix)]);
     for (let i = 0; i < cmds.length; i++) {
       assert.ok(equivalent(cmds[i]!, ours[i]!, theirs[i]!),
         `command #${i}: ${showCmd(cmds[i]!)}\n  poolkv: ${show(ours[i]!)}\n  redis:  ${show(theirs[i]!)}`);
@@ -164,7 +112,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
 
   /** Both servers' replies, unchecked. */
   async function both(cmds: Cmd[], prefix: Cmd[] = []): Promise<{ ours: Buffer[]; theirs: Buffer[] }> {
-    const [ours, theirs] = await Promise.all([run(poolkv.port, cmds, prefix), run(redis.port, cmds, prefix)]);
+    const [ours, theirs] = await Promise.all([runPipelined(poolkv.port, cmds, prefix), runPipelined(redis.port, cmds, prefix)]);
     return { ours, theirs };
   }
 
@@ -181,7 +129,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
     let cursor = '0';
     let calls = 0;
     do {
-      const [reply] = await run(port, [['SCAN', cursor, ...options]], [['SELECT', String(db)]]);
+      const [reply] = await runPipelined(port, [['SCAN', cursor, ...options]], [['SELECT', String(db)]]);
       const r = scanReply(reply!);
       seen.push(...r.keys);
       cursor = r.cursor;
@@ -502,7 +450,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
       ['PERSIST', k('missing')], ['DEL', k('a3'), k('missing')], ['UNLINK', k('missing')], ['KEYS', k('*')], ['RANDOMKEY'],
       ['DBSIZE'],
     ]);
-    const [ours, theirs] = await Promise.all([run(poolkv.port, [['INFO', 'stats']]), run(redis.port, [['INFO', 'stats']])]);
+    const [ours, theirs] = await Promise.all([runPipelined(poolkv.port, [['INFO', 'stats']]), runPipelined(redis.port, [['INFO', 'stats']])]);
     for (const field of ['keyspace_hits', 'keyspace_misses']) {
       assert.equal(stat(ours[0]!, field), stat(theirs[0]!, field), field);
     }
@@ -510,7 +458,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
     await populate(10, ['s1', 's2', 's3', 'x1']);
     await both([['CONFIG', 'RESETSTAT']]);
     await same([['SCAN', '0', 'COUNT', '100', 'TYPE', 'string', 'MATCH', 's*'], ['SCAN', '0', 'MATCH', 'x*']], [['SELECT', '10']]);
-    const [ours2, theirs2] = await Promise.all([run(poolkv.port, [['INFO', 'stats']]), run(redis.port, [['INFO', 'stats']])]);
+    const [ours2, theirs2] = await Promise.all([runPipelined(poolkv.port, [['INFO', 'stats']]), runPipelined(redis.port, [['INFO', 'stats']])]);
     assert.equal(stat(ours2[0]!, 'keyspace_hits'), stat(theirs2[0]!, 'keyspace_hits'), 'SCAN TYPE hits');
     await both([['FLUSHDB']], [['SELECT', '10']]);
   });
@@ -561,7 +509,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
     cmds.push(['KEYS'], ['KEYS', '*', '*']);
     await same(cmds, [['SELECT', '5']]);
     // And KEYS * is every key, each once.
-    const [ours] = await run(poolkv.port, [['KEYS', '*']], [['SELECT', '5']]);
+    const [ours] = await runPipelined(poolkv.port, [['KEYS', '*']], [['SELECT', '5']]);
     assert.deepEqual(sorted(bulkArray(ours!).items), sorted(GLOB_KEYS.map((x) => (Buffer.isBuffer(x) ? x.toString('latin1') : Buffer.from(x).toString('latin1')))));
     // An empty database.
     await same([['FLUSHDB'], ['KEYS', '*'], ['KEYS', 'x*']], [['SELECT', '5']]);
@@ -604,7 +552,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
     // Any cursor (even one above 2^32, or "-1" = ULONG_MAX) is accepted and lands in range.
     await populate(7, Array.from({ length: 100 }, (_, i) => `s${i}`));
     for (const cursor of ['-1', '18446744073709551615', '4294967296', '4294967297', '123456789']) {
-      const [reply] = await run(poolkv.port, [['SCAN', cursor]], [['SELECT', '7']]);
+      const [reply] = await runPipelined(poolkv.port, [['SCAN', cursor]], [['SELECT', '7']]);
       const r = scanReply(reply!);
       assert.ok(/^\d+$/.test(r.cursor) && Number(r.cursor) < 2 ** 32, `SCAN ${cursor} → ${r.cursor}`);
     }
@@ -620,7 +568,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
       const seen = await scanAll(server.port, 8, ['COUNT', '7'], async () => {
         const cmds: Cmd[] = [];
         for (let j = 0; j < 20; j++) cmds.push(['SET', `new:${added++}`, 'v']);
-        await run(server.port, cmds, [['SELECT', '8']]);
+        await runPipelined(server.port, cmds, [['SELECT', '8']]);
       });
       const seenSet = new Set(seen);
       for (const key of initial) assert.ok(seenSet.has(key), `port ${server.port}: ${key} missed while growing (added ${added})`);
@@ -636,7 +584,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
       const seen2 = await scanAll(server.port, 8, ['COUNT', '10'], async () => {
         const batch = doomed.slice(next, next + 200);
         next += batch.length;
-        if (batch.length > 0) await run(server.port, [['DEL', ...batch]], [['SELECT', '8']]);
+        if (batch.length > 0) await runPipelined(server.port, [['DEL', ...batch]], [['SELECT', '8']]);
         await new Promise((r) => setTimeout(r, 2));
       });
       const seen2Set = new Set(seen2);
@@ -652,7 +600,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
     await populate(9, keys);
     const seen = new Set<string>();
     const cmds: Cmd[] = Array.from({ length: 200 }, () => ['RANDOMKEY']);
-    for (const reply of await run(poolkv.port, cmds, [['SELECT', '9']])) {
+    for (const reply of await runPipelined(poolkv.port, cmds, [['SELECT', '9']])) {
       const s = reply.toString('latin1');
       const m = /^\$2\r\n(r\d)\r\n$/.exec(s);
       assert.ok(m && keys.includes(m[1]!), `RANDOMKEY gave ${show(s)}`);
@@ -662,7 +610,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
     // Keys whose TTL passed are never returned (they are reclaimed on the way).
     await populate(9, [], [['SET', 'dead1', 'v', 'PX', '20'], ['SET', 'dead2', 'v', 'PX', '20'], ['SET', 'alive', 'v']]);
     await new Promise((r) => setTimeout(r, 60));
-    for (const reply of await run(poolkv.port, cmds.slice(0, 20), [['SELECT', '9']])) {
+    for (const reply of await runPipelined(poolkv.port, cmds.slice(0, 20), [['SELECT', '9']])) {
       assert.equal(reply.toString('latin1'), '$5\r\nalive\r\n');
     }
     await both([['FLUSHDB']], [['SELECT', '9']]);
@@ -683,7 +631,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
 
   it('randomized: thousands of keyspace and TTL commands over a small key set', async () => {
     const seed = Number(process.env.KEYS_SEED ?? 0) || Math.floor(Math.random() * 2 ** 31);
-    const rnd = prng(seed);
+    const rnd = rng(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
     const names = ['a', 'b', 'c', 'd', 'e', 'f'].map((n) => `rk:${n}`);
     const nowS = Math.floor(Date.now() / 1000);

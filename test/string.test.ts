@@ -5,47 +5,13 @@
 import { strict as assert } from 'assert';
 import { commands as stringCommands } from '../src/commands/string';
 import {
-  encodeCommand, rawCommand, replyLength, startPoolkv, startRedis, type RedisProcess,
+  rawCommand, startPoolkv, startRedis, type RedisProcess,
 } from './helpers/processes';
-
-// redis-parser doubles as the test's RESP decoder where a decoded reply is easier to check.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const RedisParser = require('redis-parser') as new (options: {
-  returnReply(reply: unknown): void; returnError(err: Error): void; returnBuffers?: boolean;
-}) => { execute(b: Buffer): void };
-
-type Arg = string | Buffer;
-type Cmd = Arg[];
+import { decode, runPipelined, show, showCmd, type Arg, type Cmd } from './helpers/differential';
+import { rng } from './helpers/random';
 
 const MiB = 1024 * 1024;
-const BATCH = 400;
 
-/** Send commands pipelined on one connection (after `prefix`, e.g. HELLO 3); each reply's raw bytes. */
-async function run(port: number, cmds: Cmd[], prefix: Cmd[] = []): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for (let start = 0; start < cmds.length; start += BATCH) {
-    const batch = cmds.slice(start, start + BATCH);
-    const all = [...prefix, ...batch];
-    const payload = Buffer.concat(all.map((c) => encodeCommand(c)));
-    const bytes = await rawCommand(port, payload, { replies: all.length, timeoutMs: 60000 });
-    let p = 0;
-    for (let i = 0; i < all.length; i++) {
-      const n = replyLength(bytes, p);
-      if (i >= prefix.length) out.push(bytes.subarray(p, p + n));
-      p += n;
-    }
-  }
-  return out;
-}
-
-function show(b: Buffer | Arg): string {
-  const s = Buffer.isBuffer(b) ? b.toString('latin1') : b;
-  return JSON.stringify(s.length > 160 ? `${s.slice(0, 160)}...(${s.length} bytes)` : s);
-}
-
-function showCmd(cmd: Cmd): string {
-  return cmd.map(show).join(' ');
-}
 
 /** TTL-like replies may differ by the time between the two servers; everything else must be equal. */
 function equivalent(cmd: Cmd, ours: Buffer, theirs: Buffer): boolean {
@@ -61,24 +27,6 @@ function equivalent(cmd: Cmd, ours: Buffer, theirs: Buffer): boolean {
   return a >= 0 && b >= 0 && Math.abs(a - b) <= tolerance;
 }
 
-function decode(bytes: Buffer): unknown {
-  const replies: unknown[] = [];
-  const parser = new RedisParser({ returnReply: (r) => replies.push(r), returnError: (e) => replies.push(e) });
-  parser.execute(bytes);
-  return replies[0];
-}
-
-/** A tiny seeded PRNG (mulberry32), so a failing random run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('string commands (differential against redis-server 7.0)', function () {
   this.timeout(180000);
@@ -94,7 +42,7 @@ describe('string commands (differential against redis-server 7.0)', function () 
 
   /** Run on both servers and assert every reply is the same; returns poolkv's replies as latin1 strings. */
   async function same(cmds: Cmd[], prefix: Cmd[] = []): Promise<string[]> {
-    const [ours, theirs] = await Promise.all([run(poolkv.port, cmds, prefix), run(redis.port, cmds, prefix)]);
+    const [ours, theirs] = await Promise.all([runPipelined(poolkv.port, cmds, prefix), runPipelined(redis.port, cmds, prefix)]);
     for (let i = 0; i < cmds.length; i++) {
       assert.ok(equivalent(cmds[i]!, ours[i]!, theirs[i]!),
         `command #${i}: ${showCmd(cmds[i]!)}\n  poolkv: ${show(ours[i]!)}\n  redis:  ${show(theirs[i]!)}`);
@@ -421,7 +369,7 @@ describe('string commands (differential against redis-server 7.0)', function () 
 
   it('randomized: thousands of string commands over a small key set', async () => {
     const seed = Number(process.env.STRING_FUZZ_SEED ?? Date.now() % 1000000);
-    const rand = prng(seed);
+    const rand = rng(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
     const int = (n: number): number => Math.floor(rand() * n);
     const keys = ['r:a', 'r:b', 'r:c', 'r:d', 'r:e', 'r:f'].map((x) => `${x}:${seed}`);
@@ -496,7 +444,7 @@ describe('string commands (differential against redis-server 7.0)', function () 
         ['MSET', 'l1', 'a'.repeat(600), 'l2', 'b'.repeat(600)], ['LCS', 'l1', 'l2', 'LEN'],
         ['MSET', 'l3', 'a'.repeat(500), 'l4', 'b'.repeat(400)], ['LCS', 'l3', 'l4', 'LEN'],
       ];
-      const [ours, theirs] = await Promise.all([run(smallPoolkv.port, cmds), run(smallRedis.port, cmds)]);
+      const [ours, theirs] = await Promise.all([runPipelined(smallPoolkv.port, cmds), runPipelined(smallRedis.port, cmds)]);
       for (let i = 0; i < cmds.length; i++) {
         assert.ok(ours[i]!.equals(theirs[i]!), `${showCmd(cmds[i]!)}\n  poolkv: ${show(ours[i]!)}\n  redis:  ${show(theirs[i]!)}`);
       }
