@@ -12,8 +12,8 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { freePort, ROOT, waitForPing, writeSection } from './bench-common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const POOLKV_MAIN = path.join(ROOT, 'dist/src/server/main.js');
 const MIN_VALUE = 16;
 const BATCH = 1000;
@@ -28,17 +28,6 @@ function arg(name: string, fallback: number): number {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------- processes
 
@@ -172,18 +161,6 @@ function parse(buf: Buffer, pos: number): { value: Reply; end: number } | null {
 function text(r: Reply): string {
   if (r instanceof Error) throw r;
   return Buffer.isBuffer(r) ? r.toString() : String(r);
-}
-
-async function waitForPing(port: number, timeoutMs = 30000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const c = await Client.connect(port);
-      try { if ((await c.call('PING')) === 'PONG') return; } finally { c.close(); }
-    } catch { /* not up yet */ }
-    await sleep(50);
-  }
-  throw new Error(`server on ${port} did not answer PING`);
 }
 
 // ---------------------------------------------------------------- dataset
@@ -532,19 +509,6 @@ async function main(): Promise<void> {
 }
 
 /** Replace the section starting with `heading` in docs/benchmarks.md (or append it). */
-function writeSection(section: string, heading: string): void {
-  const file = path.join(ROOT, 'docs/benchmarks.md');
-  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\nAll figures come from scripts under scripts/; each section names the command that produced it.\n\n';
-  const start = text.indexOf(heading);
-  if (start >= 0) {
-    const next = text.indexOf('\n## ', start + heading.length);
-    text = text.slice(0, start) + section + (next >= 0 ? text.slice(next + 1) : '');
-  } else {
-    text += '\n' + section;
-  }
-  fs.writeFileSync(file, text);
-}
-
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => { cleanup(); process.exit(130); });
 }

@@ -5,48 +5,14 @@
 //
 //   node dist/scripts/bench-throughput.js [--requests N] [--clients N] [--keyspace N] [--rounds N] [--write]
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
-import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { freePort, numberArg as arg, ROOT, waitForPing, writeSection } from './bench-common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const TESTS = ['PING_INLINE', 'SET', 'GET', 'INCR', 'MSET'];
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPing(port: number): Promise<void> {
-  const deadline = Date.now() + 20000;
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('error', () => resolve(false));
-      s.once('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
-      s.write('PING\r\n');
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`server on ${port} did not answer PING`);
-}
-
 function run(cmd: string, args: string[]): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  return child;
+  return spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 /** redis-benchmark --csv rows: "test","rps",... → Map test → requests per second. */
@@ -138,20 +104,6 @@ async function main(): Promise<void> {
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)]!;
-}
-
-/** Replace the section starting with `heading` in docs/benchmarks.md (or append it). */
-function writeSection(section: string, heading: string): void {
-  const file = path.join(ROOT, 'docs/benchmarks.md');
-  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\nAll figures come from scripts under scripts/; each section names the command that produced it.\n\n';
-  const start = text.indexOf(heading);
-  if (start >= 0) {
-    const next = text.indexOf('\n## ', start + heading.length);
-    text = text.slice(0, start) + section + (next >= 0 ? text.slice(next + 1) : '');
-  } else {
-    text += '\n' + section;
-  }
-  fs.writeFileSync(file, text);
 }
 
 main().catch((err) => {
