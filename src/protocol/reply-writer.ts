@@ -10,6 +10,16 @@ const INITIAL_CAPACITY = 64 * 1024;
 const SMALL_INT_REPLIES: Buffer[] = [];
 for (let i = 0; i < 10000; i++) SMALL_INT_REPLIES.push(Buffer.from(`:${i}\r\n`, 'latin1'));
 const OK = Buffer.from('+OK\r\n');
+/** Pre-encoded "$n\r\n" and "*n\r\n" headers for small n, like Redis's shared bulkhdr/mbulkhdr. */
+const SHARED_HEADERS = 1024;
+const BULK_HEADERS: Buffer[] = [];
+const ARRAY_HEADERS: Buffer[] = [];
+for (let i = 0; i < SHARED_HEADERS; i++) {
+  BULK_HEADERS.push(Buffer.from(`$${i}\r\n`, 'latin1'));
+  ARRAY_HEADERS.push(Buffer.from(`*${i}\r\n`, 'latin1'));
+}
+/** Up to this many bytes, a plain loop beats Buffer.copy's argument checks (measured on Node 20). */
+const SHORT_COPY = 32;
 const NULL_BULK2 = Buffer.from('$-1\r\n');
 const NULL_ARRAY2 = Buffer.from('*-1\r\n');
 const NULL3 = Buffer.from('_\r\n');
@@ -50,9 +60,17 @@ export class ReplyWriter {
   }
 
   raw(bytes: Buffer): void {
-    this.ensure(bytes.length);
+    const n = bytes.length;
+    this.ensure(n);
+    if (n <= SHORT_COPY) {
+      const buf = this.buf;
+      let at = this.length;
+      for (let i = 0; i < n; i++) buf[at++] = bytes[i]!;
+      this.length = at;
+      return;
+    }
     bytes.copy(this.buf, this.length);
-    this.length += bytes.length;
+    this.length += n;
   }
 
   private ascii(s: string): void {
@@ -66,6 +84,10 @@ export class ReplyWriter {
   }
 
   private prefixedNumber(prefix: string, n: number): void {
+    if (n >= 0 && n < SHARED_HEADERS && (prefix === '$' || prefix === '*')) {
+      this.raw(prefix === '$' ? BULK_HEADERS[n]! : ARRAY_HEADERS[n]!);
+      return;
+    }
     this.ensure(24);
     this.buf[this.length++] = prefix.charCodeAt(0);
     this.length += this.buf.write(String(n), this.length, 'latin1');
