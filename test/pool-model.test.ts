@@ -2,6 +2,7 @@
 // structures, plus the two geometry promises: images are position-independent
 // and pools beyond 4 GiB work.
 import { strict as assert } from 'assert';
+import { readFileSync } from 'fs';
 import { CHUNK_MAX } from '../src/pool/allocator';
 import { PoolFullError } from '../src/pool/errors';
 import { SharedMapping } from '../src/pool/mapping';
@@ -315,6 +316,25 @@ describe('pool: keyspace model (against a Map)', function () {
       assert.equal(pool.allocator.usedBytes(), 0);
       ks.db(5).setString(Buffer.from('c'), Buffer.from('1'), 0);
       assert.equal(ks.totalKeys(), 1);
+      assert.equal(ks.db(5).readString(ks.db(5).lookup(Buffer.from('c'))).toString(), '1');
+    } finally {
+      pool.close();
+    }
+  });
+
+  it('FLUSHALL gives the data pages back to the OS (madvise MADV_REMOVE)', () => {
+    const shmemKiB = () => Number(/RssShmem:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+    const pool = Pool.open({ size: 256 * MiB, databases: 1 });
+    try {
+      const ks = new Keyspace(pool);
+      const before = shmemKiB();
+      for (let i = 0; i < 100; i++) ks.db(0).setString(Buffer.from(`big${i}`), pattern(i, MiB), 0);
+      const filled = shmemKiB();
+      assert.ok(filled - before > 90 * 1024, `the data is resident (${filled - before} KiB)`);
+      ks.flushAll();
+      assert.ok(filled - shmemKiB() > 90 * 1024, `FLUSHALL released it (${filled - shmemKiB()} KiB)`);
+      ks.db(0).setString(Buffer.from('after'), Buffer.from('v'), 0);
+      assert.equal(ks.db(0).readString(ks.db(0).lookup(Buffer.from('after'))).toString(), 'v');
     } finally {
       pool.close();
     }

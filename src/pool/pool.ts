@@ -11,7 +11,7 @@ import {
   W_MAGIC, W_META_PAGES, W_PAGE_COUNT, W_PAGE_SIZE, W_PAGE_TABLE_OFFSET, W_CLASS_TABLE_OFFSET,
   CLASS_TABLE_OFFSET, pageTableOffset, align, D_PEAK_BYTES,
 } from './layout';
-import { SharedMapping } from './mapping';
+import { MADV_REMOVE, SharedMapping } from './mapping';
 import { MAX_POOL_BYTES, PAGE_BYTES, PoolMemory } from './memory';
 
 export interface PoolOptions {
@@ -142,6 +142,17 @@ export class Pool {
   /** Whether an allocation of roughly `bytes` more would stay within maxmemory. */
   fitsMaxmemory(bytes: number): boolean {
     return this.maxmemory === 0 || this.usedMemory() + bytes <= this.maxmemory;
+  }
+
+  /**
+   * Give the memory of every data page back to the OS (MADV_REMOVE punches holes in
+   * the shared file), after FLUSHALL emptied the allocator. Skipped while a snapshot
+   * is being cut: the pages would change behind the write barrier's back.
+   */
+  releaseDataPages(): boolean {
+    if (this.mapping === null || this.mem.barrier !== null) return false;
+    const start = this.allocator.metaPages * PAGE_BYTES;
+    return this.mapping.advise(start, this.size - start, MADV_REMOVE);
   }
 
   /** Mark the pool clean (SHUTDOWN) or in use (start-up), for the warm-restart check. */

@@ -412,6 +412,7 @@ export class Keyspace {
   /** FLUSHALL: every page goes back to the allocator at once; no per-key work. */
   flushAll(): void {
     this.pool.allocator.reset();
+    this.pool.releaseDataPages();
     for (const db of this.dbs) {
       this.mem.fill((DB_ROOTS_OFFSET + db.index * DB_ROOT_BYTES) / 8, 0, DB_ROOT_BYTES, 0);
     }
