@@ -11,7 +11,7 @@ import type { CommandSpec } from '../src/commands/types';
 import {
   rawCommand, startPoolkv, startRedis, type RedisProcess,
 } from './helpers/processes';
-import { decode, runPipelined, show, showCmd, type Arg, type Cmd } from './helpers/differential';
+import { decode, expectSameReplies, runPipelined, show, showCmd, type Arg, type Cmd } from './helpers/differential';
 import { rng } from './helpers/random';
 
 
@@ -102,11 +102,7 @@ describe('generic keyspace commands (differential against redis-server 7.0)', fu
 
   /** Run on both servers and assert every reply is equivalent; returns poolkv's replies. */
   async function same(cmds: Cmd[], prefix: Cmd[] = []): Promise<Buffer[]> {
-    const [ours, theirs] = await Promise.all([runPipelined(poolkv.port, cmds, prefix), runPipelined(redis.port, cmds, prefix)]);
-    for (let i = 0; i < cmds.length; i++) {
-      assert.ok(equivalent(cmds[i]!, ours[i]!, theirs[i]!),
-        `command #${i}: ${showCmd(cmds[i]!)}\n  poolkv: ${show(ours[i]!)}\n  redis:  ${show(theirs[i]!)}`);
-    }
+    const ours = await expectSameReplies(poolkv.port, redis.port, cmds, prefix, equivalent);
     return ours;
   }
 

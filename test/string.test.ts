@@ -7,7 +7,7 @@ import { commands as stringCommands } from '../src/commands/string';
 import {
   rawCommand, startPoolkv, startRedis, type RedisProcess,
 } from './helpers/processes';
-import { decode, runPipelined, show, showCmd, type Arg, type Cmd } from './helpers/differential';
+import { decode, expectSameReplies, runPipelined, show, showCmd, type Arg, type Cmd } from './helpers/differential';
 import { rng } from './helpers/random';
 
 const MiB = 1024 * 1024;
@@ -42,11 +42,7 @@ describe('string commands (differential against redis-server 7.0)', function () 
 
   /** Run on both servers and assert every reply is the same; returns poolkv's replies as latin1 strings. */
   async function same(cmds: Cmd[], prefix: Cmd[] = []): Promise<string[]> {
-    const [ours, theirs] = await Promise.all([runPipelined(poolkv.port, cmds, prefix), runPipelined(redis.port, cmds, prefix)]);
-    for (let i = 0; i < cmds.length; i++) {
-      assert.ok(equivalent(cmds[i]!, ours[i]!, theirs[i]!),
-        `command #${i}: ${showCmd(cmds[i]!)}\n  poolkv: ${show(ours[i]!)}\n  redis:  ${show(theirs[i]!)}`);
-    }
+    const ours = await expectSameReplies(poolkv.port, redis.port, cmds, prefix, equivalent);
     return ours.map((b) => b.toString('latin1'));
   }
 

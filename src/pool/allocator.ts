@@ -125,10 +125,6 @@ export class SlabAllocator {
     return this.mem.f64(0, D_PEAK_BYTES);
   }
 
-  resetPeak(): void {
-    this.mem.setF64(0, D_PEAK_BYTES, this.usedBytes());
-  }
-
   freePages(): number {
     return this.mem.u32(0, W_FREE_PAGE_COUNT) + (this.pageCount - this.mem.u32(0, W_UNTOUCHED_PAGE));
   }
@@ -265,7 +261,7 @@ export class SlabAllocator {
     this.releasePage(ref >>> PAGE_UNIT_SHIFT);
   }
 
-  /** Can `pages` whole pages (or chunks worth as much) still be had? */
+  /** Are at least `bytes` worth of whole free pages left? */
   hasRoomFor(bytes: number): boolean {
     return this.freePages() * PAGE_BYTES >= bytes;
   }
@@ -310,11 +306,6 @@ export class SlabAllocator {
       });
     }
     return out;
-  }
-
-  /** Page class id (PAGE_FREE, PAGE_LARGE, PAGE_META or a slab class) for the page table walkers. */
-  pageClass(page: number): number {
-    return this.mem.u32(this.pageRef(page), P_CLASS);
   }
 
   /** Pages handed out at least once (the rest of the pool was never touched). */

@@ -3,7 +3,7 @@
 // at 4 GiB, so the mapping is seen through 1 GiB views; the allocator never
 // lets an object straddle two views (1 MiB pages never cross a view boundary).
 import * as fs from 'fs';
-import { DataType, close as ffiClose, createExternalBuffer, createPointer, freePointer, load, open as ffiOpen, PointerType, unwrapPointer } from 'ffi-rs';
+import { DataType, createExternalBuffer, createPointer, freePointer, load, open as ffiOpen, PointerType, unwrapPointer } from 'ffi-rs';
 
 export const VIEW_SHIFT = 30;
 export const VIEW_BYTES = 2 ** VIEW_SHIFT;
@@ -16,10 +16,7 @@ const MFD_CLOEXEC = 0x1;
 const O_RDWR = 0x2;
 const O_CREAT = 0x40;
 const O_CLOEXEC = 0x80000;
-export const MADV_WILLNEED = 3;
-export const MADV_DONTNEED = 4;
 export const MADV_REMOVE = 9;
-export const MADV_HUGEPAGE = 14;
 
 let libcOpen = false;
 function libc(): void {
@@ -109,13 +106,5 @@ export class SharedMapping {
   close(): void {
     call('munmap', DataType.I32, [DataType.BigInt, DataType.U64], [this.address, this.size]);
     call('close', DataType.I32, [DataType.I32], [this.fd]);
-  }
-}
-
-/** Release ffi-rs's handle on libc (tests that open many pools don't need this). */
-export function releaseLibc(): void {
-  if (libcOpen) {
-    ffiClose(LIBC);
-    libcOpen = false;
   }
 }

@@ -20,15 +20,6 @@ export const MAX_POOL_BYTES = 2 ** 32 * 8 - PAGE_BYTES;
 /** Called with a page index before any byte of that page changes. */
 export type WriteBarrier = (page: number) => void;
 
-export function refOfByte(byteOffset: number): number {
-  return byteOffset / 8;
-}
-export function byteOfRef(ref: number): number {
-  return ref * 8;
-}
-export function pageOfRef(ref: number): number {
-  return ref >>> PAGE_UNIT_SHIFT;
-}
 export function refOfPage(page: number): number {
   return page << PAGE_UNIT_SHIFT >>> 0;
 }

@@ -134,16 +134,6 @@ export class Pool {
     return Math.max(this.allocator.peakBytes() + this.metadataBytes(), this.usedMemory());
   }
 
-  /** True when a maxmemory limit is set and exceeded (denyoom commands are refused). */
-  overMaxmemory(): boolean {
-    return this.maxmemory > 0 && this.usedMemory() > this.maxmemory;
-  }
-
-  /** Whether an allocation of roughly `bytes` more would stay within maxmemory. */
-  fitsMaxmemory(bytes: number): boolean {
-    return this.maxmemory === 0 || this.usedMemory() + bytes <= this.maxmemory;
-  }
-
   /**
    * Give the memory of every data page back to the OS (MADV_REMOVE punches holes in
    * the shared file), after FLUSHALL emptied the allocator. Skipped while a snapshot

@@ -498,5 +498,3 @@ export function isCanonicalInt64(text: string): boolean {
   const n = BigInt(text);
   return n >= -9223372036854775808n && n <= 9223372036854775807n;
 }
-
-export { ValueType, E_HASH };

@@ -1,5 +1,6 @@
 // Shared plumbing of the differential tests: send the same pipelined commands
 // to poolkv and to redis-server, cut the raw replies apart, show them in failures.
+import { strict as assert } from 'assert';
 import { encodeCommand, rawCommand, replyLength } from './processes';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -46,4 +47,20 @@ export function decode(bytes: Buffer): unknown {
   const parser = new RedisParser({ returnReply: (r) => replies.push(r), returnError: (e) => replies.push(e) });
   parser.execute(bytes);
   return replies[0];
+}
+
+/**
+ * Send the same commands to poolkv and to redis-server and assert each pair of
+ * replies is equivalent (byte-equal, or within a test's tolerance); poolkv's replies.
+ */
+export async function expectSameReplies(
+  poolkvPort: number, redisPort: number, cmds: Cmd[], prefix: Cmd[],
+  equivalent: (cmd: Cmd, ours: Buffer, theirs: Buffer) => boolean,
+): Promise<Buffer[]> {
+  const [ours, theirs] = await Promise.all([runPipelined(poolkvPort, cmds, prefix), runPipelined(redisPort, cmds, prefix)]);
+  for (let i = 0; i < cmds.length; i++) {
+    assert.ok(equivalent(cmds[i]!, ours[i]!, theirs[i]!),
+      `command #${i}: ${showCmd(cmds[i]!)}\n  poolkv: ${show(ours[i]!)}\n  redis:  ${show(theirs[i]!)}`);
+  }
+  return ours;
 }
