@@ -6,6 +6,8 @@
 // are missing so the addon still builds and says why RDMA is unavailable.
 #include <napi.h>
 
+#include "modules.h"
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -86,6 +88,8 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
+  poolkv::InitPageIo(env, exports);
+  poolkv::InitRdma(env, exports);
   return exports;
 }
 

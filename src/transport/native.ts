@@ -39,7 +39,9 @@ let loaded: PoolkvNative | null = null;
 export function loadNative(): PoolkvNative {
   if (loaded) return loaded;
   const root = packageRoot();
-  const candidates = ADDON_LOCATIONS.map((p) => path.join(root, p));
+  // POOLKV_NATIVE_PATH: use a specific build (e.g. the ASan one from cmake-js) instead of the default ones.
+  const override = process.env.POOLKV_NATIVE_PATH;
+  const candidates = override ? [path.resolve(override)] : ADDON_LOCATIONS.map((p) => path.join(root, p));
   const found = candidates.find((file) => fs.existsSync(file));
   if (!found) {
     throw new Error(`poolkv_native addon not built (looked for ${candidates.join(', ')}); run \`npm rebuild\` or \`npm ci\``);

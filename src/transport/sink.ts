@@ -31,4 +31,12 @@ export interface SnapshotSink {
   write(block: SnapshotBlock): void | Promise<void>;
   commit(trailer: Buffer): void | Promise<void>;
   abort(reason: string): void | Promise<void>;
+  /**
+   * Optional: a page-sized buffer for the cut to fill with a block's payload
+   * (e.g. RDMA-registered staging memory, so write() ships it with no further
+   * copy). Null when none is free (the cut then uses its own buffer). The cut
+   * hands it back with releaseBuffer() once write() for that block settled.
+   */
+  acquireBuffer?(): Buffer | null;
+  releaseBuffer?(buffer: Buffer): void;
 }
