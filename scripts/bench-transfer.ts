@@ -1,0 +1,220 @@
+// Snapshot transfer throughput: BGSAVE to a poolkv-receiver and a restart with
+// load-from-peer, over tcp (anywhere) or rdma (inside the soft-RoCE VM, next
+// to ib_write_bw / ib_read_bw measured in the same VM, which are the limit there).
+//
+//   node dist/scripts/bench-transfer.js --transport tcp [--mb 256] [--rounds 3] [--write]
+//   scripts/rxe-vm/run -- node dist/scripts/bench-transfer.js --transport rdma [--mb 256] [--write]
+//
+// The dataset is incompressible 64 KiB values filling about --mb MiB of pool.
+// BGSAVE time runs from the BGSAVE reply to rdb_bgsave_in_progress:0 (the
+// receiver has fsynced and committed); load time from spawning the server to
+// the first PING answered with the whole dataset in place.
+import { type ChildProcess, execFileSync, spawn } from 'child_process';
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import Redis from 'ioredis';
+import { freePort, numberArg, ROOT, waitForPing, writeSection } from './bench-common';
+
+type Transport = 'tcp' | 'rdma';
+
+interface Round {
+  imageBytes: number;
+  bgsaveMs: number;
+  loadMs: number;
+}
+
+const VALUE_BYTES = 64 * 1024;
+const TOKEN = 'bench-transfer-token';
+
+function stringArg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : fallback;
+}
+
+const children = new Set<ChildProcess>();
+function start(cmd: string, args: string[], logFile: string): ChildProcess {
+  const out = fs.openSync(logFile, 'a');
+  const child = spawn(cmd, args, { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+function infoField(info: string, field: string): string | undefined {
+  const m = new RegExp(`^${field}:(.*)$`, 'm').exec(info);
+  return m ? m[1]!.trim() : undefined;
+}
+
+async function waitForLog(file: string, pattern: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (fs.existsSync(file) && pattern.test(fs.readFileSync(file, 'utf8'))) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${file}: no line matching ${pattern} within ${timeoutMs} ms:\n${fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-2000) : ''}`);
+}
+
+function serverArgs(port: number, transport: Transport, peer: string, poolMb: number, dir: string, extra: string[]): string[] {
+  return [path.join(ROOT, 'dist/src/server/main.js'), '--port', String(port), '--pool-size', `${poolMb}mb`, '--save', '',
+    '--dir', dir, '--snapshot-transport', transport, '--snapshot-peer', peer, '--snapshot-auth-token', TOKEN,
+    '--snapshot-name', 'bench', ...extra];
+}
+
+async function fill(port: number, mb: number): Promise<number> {
+  const client = new Redis({ port, host: '127.0.0.1', lazyConnect: true, enableOfflineQueue: true });
+  await client.connect();
+  const keys = Math.ceil((mb * 1024 * 1024) / VALUE_BYTES);
+  const value = randomBytes(VALUE_BYTES);
+  for (let i = 0; i < keys; i += 256) {
+    const batch = client.pipeline();
+    for (let k = i; k < Math.min(keys, i + 256); k++) {
+      value.writeUInt32LE(k, 0); // every value differs: nothing is accidentally shared
+      batch.set(`key:${k}`, value);
+    }
+    await batch.exec();
+  }
+  await client.quit();
+  return keys;
+}
+
+async function bgsave(port: number): Promise<{ ms: number; bytes: number }> {
+  const client = new Redis({ port, host: '127.0.0.1' });
+  try {
+    const startedAt = performance.now();
+    const reply = await client.bgsave();
+    if (reply !== 'Background saving started') throw new Error(`BGSAVE: ${reply}`);
+    for (;;) {
+      const info = await client.info('persistence');
+      if (infoField(info, 'rdb_bgsave_in_progress') === '0') {
+        const ms = performance.now() - startedAt;
+        if (infoField(info, 'rdb_last_bgsave_status') !== 'ok') throw new Error(`BGSAVE failed:\n${info}`);
+        return { ms, bytes: Number(infoField(info, 'snapshot_last_image_bytes') ?? 0) };
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** The BW average[MB/sec] column of a perftest client run (MB = 2^20 bytes in perftest). */
+function perftest(tool: 'ib_write_bw' | 'ib_read_bw', host: string, device: string): number {
+  const args = ['-d', device, '-s', '1048576', '-D', '5', '-F'];
+  const server = spawn(tool, args, { stdio: 'ignore' });
+  try {
+    execFileSync('sleep', ['1']);
+    const out = execFileSync(tool, [...args, host], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const line = out.split('\n').find((l) => /^\s*1048576\s/.test(l));
+    if (line === undefined) throw new Error(`${tool}: no result line in:\n${out}`);
+    return Number(line.trim().split(/\s+/)[3]);
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+async function main(): Promise<void> {
+  const transport = stringArg('transport', 'tcp') as Transport;
+  if (transport !== 'tcp' && transport !== 'rdma') throw new Error('--transport must be tcp or rdma');
+  const host = transport === 'rdma' ? (process.env.RXE_ADDR ?? '') : '127.0.0.1';
+  if (host === '') throw new Error('--transport rdma needs RXE_ADDR (run it inside scripts/rxe-vm/run)');
+  const mb = numberArg('mb', 256);
+  const rounds = numberArg('rounds', transport === 'rdma' ? 1 : 3);
+  const poolMb = Math.ceil(mb * 1.25) + 64;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'poolkv-bench-transfer-'));
+  const receiverDir = path.join(work, 'receiver');
+  fs.mkdirSync(receiverDir);
+  const receiverPort = await freePort();
+  const receiverLog = path.join(work, 'receiver.log');
+  const peer = `${host}:${receiverPort}`;
+  const receiver = start(process.execPath, [path.join(ROOT, 'dist/src/receiver/cli.js'), '--listen', peer, '--dir', receiverDir,
+    '--auth-token', TOKEN, '--transport', transport, '--keep', '1'], receiverLog);
+  const results: Round[] = [];
+  try {
+    await waitForLog(receiverLog, /listening|Ready/i, 30000);
+    let port = await freePort();
+    const serverLog = path.join(work, 'server.log');
+    let server = start(process.execPath, serverArgs(port, transport, peer, poolMb, work, []), serverLog);
+    await waitForPing(port, 60000);
+    const keys = await fill(port, mb);
+    for (let round = 0; round < rounds; round++) {
+      const saved = await bgsave(port);
+      await stop(server);
+      const loadStarted = performance.now();
+      const loadPort = await freePort();
+      server = start(process.execPath, serverArgs(loadPort, transport, peer, poolMb, work, ['--load-from-peer', 'yes']), serverLog);
+      const client = new Redis({ port: loadPort, host: '127.0.0.1', retryStrategy: () => 10, maxRetriesPerRequest: null });
+      let size = 0;
+      for (;;) {
+        try {
+          size = await client.dbsize();
+          break;
+        } catch (err) {
+          if (!/LOADING/.test((err as Error).message)) throw err;
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      }
+      const loadMs = performance.now() - loadStarted;
+      client.disconnect();
+      if (size !== keys) throw new Error(`after load-from-peer DBSIZE is ${size}, expected ${keys}`);
+      results.push({ imageBytes: saved.bytes, bgsaveMs: saved.ms, loadMs });
+      console.log(`round ${round + 1}: image ${(saved.bytes / 2 ** 20).toFixed(1)} MiB, BGSAVE ${saved.ms.toFixed(0)} ms, load ${loadMs.toFixed(0)} ms`);
+      port = loadPort; // the next round saves from the server that just loaded
+    }
+    await stop(server);
+  } finally {
+    await stop(receiver);
+    for (const child of [...children]) await stop(child);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  report(transport, host, mb, results);
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function report(transport: Transport, host: string, mb: number, results: Round[]): void {
+  const bytes = median(results.map((r) => r.imageBytes));
+  const save = median(results.map((r) => r.bgsaveMs));
+  const load = median(results.map((r) => r.loadMs));
+  const mibs = (ms: number): number => bytes / 2 ** 20 / (ms / 1000);
+  const rows = [
+    `| transport | image | BGSAVE to receiver | save MiB/s | load-from-peer (spawn to data) | load MiB/s |`,
+    `|---|---|---|---|---|---|`,
+    `| ${transport} (${host}) | ${(bytes / 2 ** 20).toFixed(1)} MiB | ${save.toFixed(0)} ms | ${mibs(save).toFixed(1)} | ${load.toFixed(0)} ms | ${mibs(load).toFixed(1)} |`,
+  ];
+  let limits = '';
+  if (transport === 'rdma') {
+    const device = process.env.RXE_DEV ?? 'rxe0';
+    const write = perftest('ib_write_bw', host, device);
+    const read = perftest('ib_read_bw', host, device);
+    limits = `\nSame VM, same run: ib_write_bw ${write.toFixed(1)} MiB/s, ib_read_bw ${read.toFixed(1)} MiB/s (1 MiB messages, 5 s).\n` +
+      `BGSAVE reaches ${(100 * mibs(save) / write).toFixed(0)}% of ib_write_bw; load-from-peer ${(100 * mibs(load) / write).toFixed(0)}%.\n`;
+  }
+  const table = rows.join('\n');
+  console.log(table + '\n' + limits);
+  if (process.argv.includes('--write')) {
+    const heading = `### Snapshot transfer over ${transport}`;
+    const command = transport === 'rdma'
+      ? `scripts/rxe-vm/run -- node dist/scripts/bench-transfer.js --transport rdma --mb ${mb} --write`
+      : `node dist/scripts/bench-transfer.js --transport tcp --mb ${mb} --write`;
+    writeSection(`${heading}\n\n\`${command}\` (${results.length} round(s), medians; ${os.cpus().length} CPUs)\n\n${table}\n${limits}\n`, heading);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  for (const child of children) child.kill('SIGKILL');
+  process.exit(1);
+});
