@@ -91,7 +91,7 @@ async function bgsave(port: number): Promise<{ ms: number; bytes: number }> {
   const client = new Redis({ port, host: '127.0.0.1' });
   try {
     const startedAt = performance.now();
-    const reply = await client.bgsave();
+    const reply: string = await client.bgsave();
     if (reply !== 'Background saving started') throw new Error(`BGSAVE: ${reply}`);
     for (;;) {
       const info = await client.info('persistence');
