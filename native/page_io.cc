@@ -1,6 +1,564 @@
-// Off-thread page work for the snapshot cut (copy, CRC32, file writes).
+// Off-thread page work for the snapshot cut (src/snapshot/cut.ts) and the file
+// sink (src/transport/file.ts): copy a page and CRC32 it in one pass, CRC32 a
+// buffer, and write blocks to a file with pwritev, each as a node-addon-api
+// AsyncWorker on the libuv threadpool returning a Promise, so none of it runs
+// on the event loop.
+//
+// CRC32 is zlib's (reflected polynomial 0xEDB88320, pre/post inversion): the
+// results equal zlib.crc32 exactly, seeds chain the same way. x86-64 CPUs with
+// PCLMULQDQ fold 64 bytes per step ("Fast CRC Computation for Generic
+// Polynomials Using PCLMULQDQ Instruction", Gopal et al., Intel 2009; the
+// bit-reflected constants as in Chromium's zlib crc32_simd.c), storing each
+// 64-byte block to the destination as it is folded so a page is read once;
+// other CPUs use slicing-by-8 tables.
+//
+// Reading live pool memory off-thread: the cut hands the live page to
+// copyPageCrc while the main thread may still write it. The copy may then be
+// torn, but the CRC always describes exactly the bytes stored in the
+// destination (the fold hashes the registers it stores), and the cut discards
+// a copy whose page was written meanwhile. A CopyGroup lets the cut stop its
+// jobs before the pool can be unmapped: cancel() makes queued jobs skip their
+// work and waits for running ones to finish.
+//
+// Every Buffer handed to a job is held by a persistent reference until the
+// job has completed, so it can be neither collected nor reused under it.
 #include "modules.h"
 
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define POOLKV_PCLMUL 1
+#endif
+
 namespace poolkv {
-void InitPageIo(Napi::Env, Napi::Object) {}
+namespace {
+
+// ------------------------------------------------------------------ CRC32
+
+struct CrcTables {
+  uint32_t t[8][256];
+  CrcTables() {
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+      t[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+      for (int k = 1; k < 8; k++) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
+    }
+  }
+};
+
+const CrcTables& Tables() {
+  static const CrcTables tables;
+  return tables;
+}
+
+// Slicing-by-8 over the inverted state `c` (the caller inverts before and after).
+uint32_t CrcTable(uint32_t c, const uint8_t* p, size_t n) {
+  const CrcTables& T = Tables();
+  while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {
+    c = T.t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    n--;
+  }
+  while (n >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    v ^= c;
+    c = T.t[7][v & 0xff] ^ T.t[6][(v >> 8) & 0xff] ^ T.t[5][(v >> 16) & 0xff] ^ T.t[4][(v >> 24) & 0xff] ^
+        T.t[3][(v >> 32) & 0xff] ^ T.t[2][(v >> 40) & 0xff] ^ T.t[1][(v >> 48) & 0xff] ^ T.t[0][v >> 56];
+    p += 8;
+    n -= 8;
+  }
+  while (n > 0) {
+    c = T.t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    n--;
+  }
+  return c;
+}
+
+#ifdef POOLKV_PCLMUL
+bool HavePclmul() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+  }();
+  return ok;
+}
+
+// Fold `len` bytes (len >= 64, a multiple of 16) into the inverted state `c`;
+// with kCopy, each 16-byte block loaded is also stored to dst.
+template <bool kCopy>
+__attribute__((target("pclmul,sse4.1"))) uint32_t FoldPclmul(uint32_t c, const uint8_t* src, uint8_t* dst,
+                                                             size_t len) {
+  alignas(16) static const uint64_t k1k2[] = {0x0154442bd4, 0x01c6e41596};
+  alignas(16) static const uint64_t k3k4[] = {0x01751997d0, 0x00ccaa009e};
+  alignas(16) static const uint64_t k5k0[] = {0x0163cd6124, 0x0000000000};
+  alignas(16) static const uint64_t poly[] = {0x01db710641, 0x01f7011641};
+  __m128i x0, x1, x2, x3, x4, x5, x6, x7, x8, y5, y6, y7, y8;
+
+  x1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x00));
+  x2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x10));
+  x3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x20));
+  x4 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x30));
+  if (kCopy) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x00), x1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x10), x2);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x20), x3);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x30), x4);
+    dst += 64;
+  }
+  x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128(static_cast<int>(c)));
+  x0 = _mm_load_si128(reinterpret_cast<const __m128i*>(k1k2));
+  src += 64;
+  len -= 64;
+
+  while (len >= 64) {
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x6 = _mm_clmulepi64_si128(x2, x0, 0x00);
+    x7 = _mm_clmulepi64_si128(x3, x0, 0x00);
+    x8 = _mm_clmulepi64_si128(x4, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x2 = _mm_clmulepi64_si128(x2, x0, 0x11);
+    x3 = _mm_clmulepi64_si128(x3, x0, 0x11);
+    x4 = _mm_clmulepi64_si128(x4, x0, 0x11);
+    y5 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x00));
+    y6 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x10));
+    y7 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x20));
+    y8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 0x30));
+    if (kCopy) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x00), y5);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x10), y6);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x20), y7);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 0x30), y8);
+      dst += 64;
+    }
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x5), y5);
+    x2 = _mm_xor_si128(_mm_xor_si128(x2, x6), y6);
+    x3 = _mm_xor_si128(_mm_xor_si128(x3, x7), y7);
+    x4 = _mm_xor_si128(_mm_xor_si128(x4, x8), y8);
+    src += 64;
+    len -= 64;
+  }
+
+  // Fold the four lanes into one.
+  x0 = _mm_load_si128(reinterpret_cast<const __m128i*>(k3k4));
+  x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+  x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+  x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+  x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+  x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+  x1 = _mm_xor_si128(_mm_xor_si128(x1, x3), x5);
+  x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+  x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+  x1 = _mm_xor_si128(_mm_xor_si128(x1, x4), x5);
+
+  // Remaining 16-byte blocks.
+  while (len >= 16) {
+    x2 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+    if (kCopy) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), x2);
+      dst += 16;
+    }
+    x5 = _mm_clmulepi64_si128(x1, x0, 0x00);
+    x1 = _mm_clmulepi64_si128(x1, x0, 0x11);
+    x1 = _mm_xor_si128(_mm_xor_si128(x1, x2), x5);
+    src += 16;
+    len -= 16;
+  }
+
+  // 128 → 64 bits.
+  x2 = _mm_clmulepi64_si128(x1, x0, 0x10);
+  x3 = _mm_setr_epi32(~0, 0, ~0, 0);
+  x1 = _mm_srli_si128(x1, 8);
+  x1 = _mm_xor_si128(x1, x2);
+  x0 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(k5k0));
+  x2 = _mm_srli_si128(x1, 4);
+  x1 = _mm_and_si128(x1, x3);
+  x1 = _mm_clmulepi64_si128(x1, x0, 0x00);
+  x1 = _mm_xor_si128(x1, x2);
+
+  // Barrett reduction to 32 bits.
+  x0 = _mm_load_si128(reinterpret_cast<const __m128i*>(poly));
+  x2 = _mm_and_si128(x1, x3);
+  x2 = _mm_clmulepi64_si128(x2, x0, 0x10);
+  x2 = _mm_and_si128(x2, x3);
+  x2 = _mm_clmulepi64_si128(x2, x0, 0x00);
+  x1 = _mm_xor_si128(x1, x2);
+  return static_cast<uint32_t>(_mm_extract_epi32(x1, 1));
+}
+#endif
+
+// Copy n bytes src → dst (dst null: no copy) and return zlib's crc32(seed, the bytes).
+// The CRC always covers the bytes as stored in dst, even if src changes meanwhile.
+uint32_t CopyCrc(uint32_t seed, const uint8_t* src, uint8_t* dst, size_t n) {
+  uint32_t c = ~seed;
+#ifdef POOLKV_PCLMUL
+  if (HavePclmul() && n >= 64) {
+    size_t bulk = n & ~static_cast<size_t>(15);
+    c = dst ? FoldPclmul<true>(c, src, dst, bulk) : FoldPclmul<false>(c, src, nullptr, bulk);
+    src += bulk;
+    if (dst) dst += bulk;
+    n -= bulk;
+  }
+#endif
+  // Chunks small enough to stay in L1 between the copy and the hash.
+  const size_t kChunk = 16 * 1024;
+  while (n > 0) {
+    size_t len = std::min(n, kChunk);
+    if (dst) {
+      std::memcpy(dst, src, len);
+      c = CrcTable(c, dst, len);
+      dst += len;
+    } else {
+      c = CrcTable(c, src, len);
+    }
+    src += len;
+    n -= len;
+  }
+  return ~c;
+}
+
+// ------------------------------------------------------------------ argument helpers
+
+bool Bytes(const Napi::Value& v, uint8_t** data, size_t* len) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_uint8_array) return false;
+  Napi::Uint8Array u8 = v.As<Napi::Uint8Array>();
+  *data = u8.Data();
+  *len = u8.ByteLength();
+  return true;
+}
+
+Napi::Value ThrowType(Napi::Env env, const char* message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool Seed(const Napi::CallbackInfo& info, size_t i, uint32_t* seed) {
+  if (info.Length() <= i || info[i].IsUndefined()) {
+    *seed = 0;
+    return true;
+  }
+  if (!info[i].IsNumber()) return false;
+  *seed = info[i].As<Napi::Number>().Uint32Value();
+  return true;
+}
+
+std::string ErrnoText(const char* what, int err) {
+  return std::string(what) + ": " + std::strerror(err);
+}
+
+// ------------------------------------------------------------------ workers
+
+// Jobs of one cut: cancel() stops queued ones and waits for running ones, so
+// the pool they read can be unmapped right after.
+struct GroupState {
+  std::mutex mu;
+  std::condition_variable idle;
+  bool cancelled = false;
+  int running = 0;
+  uint64_t jobs = 0;
+};
+
+class PromiseWorker : public Napi::AsyncWorker {
+ public:
+  explicit PromiseWorker(Napi::Env env, const char* name)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Start() {
+    Queue();
+    return deferred_.Promise();
+  }
+
+ protected:
+  void Hold(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v.As<Napi::Object>())); }
+  void Fail(const char* what, int err) {
+    errno_ = err;
+    SetError(ErrnoText(what, err));
+  }
+  void OnOK() override { deferred_.Resolve(Result(Env())); }
+  void OnError(const Napi::Error& e) override {
+    Napi::Object error = e.Value();
+    if (errno_ != 0) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+      const char* name = strerrorname_np(errno_);
+      if (name != nullptr) error.Set("code", Napi::String::New(Env(), name));
+#endif
+      error.Set("errno", Napi::Number::New(Env(), errno_));
+    }
+    deferred_.Reject(error);
+  }
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<Napi::ObjectReference> refs_;
+  int errno_ = 0;
+};
+
+// copy (dst != null) or hash (dst == null) off-thread; resolves with the CRC.
+class CopyCrcWorker : public PromiseWorker {
+ public:
+  CopyCrcWorker(Napi::Env env, std::shared_ptr<GroupState> group, const Napi::Value& src, uint8_t* srcData,
+                const Napi::Value* dst, uint8_t* dstData, size_t len, uint32_t seed)
+      : PromiseWorker(env, dstData ? "poolkv.copyPageCrc" : "poolkv.crc32Async"),
+        group_(std::move(group)), src_(srcData), dst_(dstData), len_(len), crc_(seed) {
+    Hold(src);
+    if (dst) Hold(*dst);
+  }
+
+ protected:
+  void Execute() override {
+    if (group_) {
+      std::lock_guard<std::mutex> lock(group_->mu);
+      if (group_->cancelled) {
+        SetError("cancelled");
+        return;
+      }
+      group_->running++;
+      group_->jobs++;
+    }
+    crc_ = CopyCrc(crc_, src_, dst_, len_);
+    if (group_) {
+      std::lock_guard<std::mutex> lock(group_->mu);
+      if (--group_->running == 0) group_->idle.notify_all();
+    }
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, crc_); }
+
+ private:
+  std::shared_ptr<GroupState> group_;
+  const uint8_t* src_;
+  uint8_t* dst_;
+  size_t len_;
+  uint32_t crc_;
+};
+
+// Write every byte of `buffers` at `position`; then optionally start writeback
+// of [wbOffset, wbOffset + wbLength) (sync_file_range, SYNC_FILE_RANGE_WRITE).
+class PwritevWorker : public PromiseWorker {
+ public:
+  PwritevWorker(Napi::Env env, int fd, int64_t position, int64_t wbOffset, int64_t wbLength)
+      : PromiseWorker(env, "poolkv.pwritev"), fd_(fd), position_(position), wbOffset_(wbOffset), wbLength_(wbLength) {}
+
+  void Add(const Napi::Value& buffer, uint8_t* data, size_t len) {
+    Hold(buffer);
+    if (len == 0) return;
+    iov_.push_back({data, len});
+    total_ += len;
+  }
+
+ protected:
+  void Execute() override {
+    size_t idx = 0;
+    int64_t at = position_;
+    while (idx < iov_.size()) {
+      int count = static_cast<int>(std::min<size_t>(iov_.size() - idx, IOV_MAX));
+      ssize_t n = pwritev(fd_, &iov_[idx], count, at);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Fail("pwritev", errno);
+        return;
+      }
+      if (n == 0) {
+        Fail("pwritev", EIO);
+        return;
+      }
+      at += n;
+      size_t left = static_cast<size_t>(n);
+      while (idx < iov_.size() && left >= iov_[idx].iov_len) {
+        left -= iov_[idx].iov_len;
+        idx++;
+      }
+      if (left > 0) {
+        iov_[idx].iov_base = static_cast<uint8_t*>(iov_[idx].iov_base) + left;
+        iov_[idx].iov_len -= left;
+      }
+    }
+#ifdef SYNC_FILE_RANGE_WRITE
+    // Only a hint to start writeback early (fsync at commit is what makes it durable).
+    if (wbLength_ > 0) (void)sync_file_range(fd_, wbOffset_, wbLength_, SYNC_FILE_RANGE_WRITE);
+#endif
+  }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(total_)); }
+
+ private:
+  int fd_;
+  int64_t position_;
+  int64_t wbOffset_;
+  int64_t wbLength_;
+  std::vector<iovec> iov_;
+  size_t total_ = 0;
+};
+
+// copyPageCrc(src, dst, seed) / crc32Async(buf, seed), with or without a group.
+Napi::Value QueueCopy(const Napi::CallbackInfo& info, std::shared_ptr<GroupState> group, bool copy) {
+  Napi::Env env = info.Env();
+  uint8_t* src;
+  size_t srcLen;
+  if (info.Length() < 1 || !Bytes(info[0], &src, &srcLen)) return ThrowType(env, "source must be a Buffer or Uint8Array");
+  uint8_t* dst = nullptr;
+  size_t dstLen = 0;
+  size_t seedAt = 1;
+  if (copy) {
+    if (info.Length() < 2 || !Bytes(info[1], &dst, &dstLen)) {
+      return ThrowType(env, "destination must be a Buffer or Uint8Array");
+    }
+    if (dstLen < srcLen) return ThrowType(env, "destination is shorter than the source");
+    if (src < dst + dstLen && dst < src + srcLen) return ThrowType(env, "source and destination overlap");
+    seedAt = 2;
+  }
+  uint32_t seed;
+  if (!Seed(info, seedAt, &seed)) return ThrowType(env, "seed must be a number");
+  Napi::Value dstValue = copy ? info[1] : env.Undefined();
+  auto* worker = new CopyCrcWorker(env, std::move(group), info[0], src, copy ? &dstValue : nullptr, dst, srcLen, seed);
+  return worker->Start();
+}
+
+Napi::Value CopyPageCrc(const Napi::CallbackInfo& info) { return QueueCopy(info, nullptr, true); }
+Napi::Value Crc32Async(const Napi::CallbackInfo& info) { return QueueCopy(info, nullptr, false); }
+
+// crc32(buf, seed?) → number, on this thread.
+Napi::Value Crc32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* data;
+  size_t len;
+  if (info.Length() < 1 || !Bytes(info[0], &data, &len)) return ThrowType(env, "crc32: expected a Buffer or Uint8Array");
+  uint32_t seed;
+  if (!Seed(info, 1, &seed)) return ThrowType(env, "crc32: seed must be a number");
+  return Napi::Number::New(env, CopyCrc(seed, data, nullptr, len));
+}
+
+// copyPageCrcSync(src, dst, seed?) → number, on this thread (SAVE blocks anyway).
+Napi::Value CopyPageCrcSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t* src;
+  uint8_t* dst;
+  size_t srcLen;
+  size_t dstLen;
+  if (info.Length() < 2 || !Bytes(info[0], &src, &srcLen) || !Bytes(info[1], &dst, &dstLen)) {
+    return ThrowType(env, "copyPageCrcSync: expected (source, destination[, seed])");
+  }
+  if (dstLen < srcLen) return ThrowType(env, "destination is shorter than the source");
+  if (src < dst + dstLen && dst < src + srcLen) return ThrowType(env, "source and destination overlap");
+  uint32_t seed;
+  if (!Seed(info, 2, &seed)) return ThrowType(env, "copyPageCrcSync: seed must be a number");
+  return Napi::Number::New(env, CopyCrc(seed, src, dst, srcLen));
+}
+
+bool Int64Arg(const Napi::CallbackInfo& info, size_t i, int64_t fallback, int64_t* out) {
+  if (info.Length() <= i || info[i].IsUndefined()) {
+    *out = fallback;
+    return true;
+  }
+  if (!info[i].IsNumber()) return false;
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<int64_t>(d))) return false;
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+// pwritev(fd, buffers, position, writebackOffset?, writebackLength?) → Promise<bytes>.
+Napi::Value Pwritev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsArray()) {
+    return ThrowType(env, "pwritev: expected (fd, buffers[], position[, writebackOffset, writebackLength])");
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int64_t position;
+  int64_t wbOffset;
+  int64_t wbLength;
+  if (fd < 0 || !Int64Arg(info, 2, 0, &position) || !Int64Arg(info, 3, 0, &wbOffset) || !Int64Arg(info, 4, 0, &wbLength)) {
+    return ThrowType(env, "pwritev: fd, position and writeback range must be non-negative integers");
+  }
+  Napi::Array list = info[1].As<Napi::Array>();
+  auto* worker = new PwritevWorker(env, fd, position, wbOffset, wbLength);
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value item = list.Get(i);
+    uint8_t* data;
+    size_t len;
+    if (!Bytes(item, &data, &len)) {
+      delete worker;
+      return ThrowType(env, "pwritev: every buffer must be a Buffer or Uint8Array");
+    }
+    worker->Add(item, data, len);
+  }
+  return worker->Start();
+}
+
+// A CopyGroup: copyPageCrc / crc32Async whose jobs cancel() can stop.
+class CopyGroup : public Napi::ObjectWrap<CopyGroup> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CopyGroup",
+                       {InstanceMethod("copyPageCrc", &CopyGroup::Copy), InstanceMethod("crc32Async", &CopyGroup::Crc),
+                        InstanceMethod("cancel", &CopyGroup::Cancel),
+                        InstanceAccessor("cancelled", &CopyGroup::Cancelled, nullptr),
+                        InstanceAccessor("jobsRun", &CopyGroup::JobsRun, nullptr)});
+  }
+
+  explicit CopyGroup(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<CopyGroup>(info), state_(std::make_shared<GroupState>()) {}
+
+ private:
+  Napi::Value Copy(const Napi::CallbackInfo& info) { return QueueCopy(info, state_, true); }
+  Napi::Value Crc(const Napi::CallbackInfo& info) { return QueueCopy(info, state_, false); }
+
+  // Jobs not started yet will reject with "cancelled"; returns once none is running.
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->cancelled = true;
+    state_->idle.wait(lock, [this] { return state_->running == 0; });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Cancelled(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return Napi::Boolean::New(info.Env(), state_->cancelled);
+  }
+
+  Napi::Value JobsRun(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return Napi::Number::New(info.Env(), static_cast<double>(state_->jobs));
+  }
+
+  std::shared_ptr<GroupState> state_;
+};
+
+}  // namespace
+
+void InitPageIo(Napi::Env env, Napi::Object exports) {
+  Tables();
+  exports.Set("crc32", Napi::Function::New(env, Crc32, "crc32"));
+  exports.Set("copyPageCrcSync", Napi::Function::New(env, CopyPageCrcSync, "copyPageCrcSync"));
+  exports.Set("copyPageCrc", Napi::Function::New(env, CopyPageCrc, "copyPageCrc"));
+  exports.Set("crc32Async", Napi::Function::New(env, Crc32Async, "crc32Async"));
+  exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev"));
+  exports.Set("CopyGroup", CopyGroup::Define(env));
+#ifdef POOLKV_PCLMUL
+  exports.Set("crc32Implementation", Napi::String::New(env, HavePclmul() ? "pclmulqdq" : "slicing-by-8"));
+#else
+  exports.Set("crc32Implementation", Napi::String::New(env, "slicing-by-8"));
+#endif
+}
+
 }  // namespace poolkv

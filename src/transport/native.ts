@@ -17,8 +17,43 @@ export interface NativeCapabilities {
   rdmaCm: boolean;
 }
 
-export interface PoolkvNative {
+export interface PoolkvNative extends PageIoNative {
   capabilities(): NativeCapabilities;
+}
+
+// ---- page_io.cc: off-thread page copy / CRC32 / file writes (the snapshot cut and the file sink)
+
+/** Jobs of one snapshot cut; cancel() stops the queued ones and waits for the running ones. */
+export interface CopyGroup {
+  /** copyPageCrc in this group. */
+  copyPageCrc(src: Uint8Array, dst: Uint8Array, seed?: number): Promise<number>;
+  /** crc32Async in this group. */
+  crc32Async(buf: Uint8Array, seed?: number): Promise<number>;
+  /** Jobs not started yet reject with Error('cancelled'); returns once none is running (blocks briefly). */
+  cancel(): void;
+  readonly cancelled: boolean;
+  /** Jobs that ran (not cancelled) so far. */
+  readonly jobsRun: number;
+}
+
+export interface PageIoNative {
+  /** zlib.crc32(buf, seed), computed on this thread (PCLMULQDQ when the CPU has it). */
+  crc32(buf: Uint8Array, seed?: number): number;
+  /** Copy src into dst (dst.length >= src.length, no overlap) and return crc32(copied bytes, seed); this thread. */
+  copyPageCrcSync(src: Uint8Array, dst: Uint8Array, seed?: number): number;
+  /** As copyPageCrcSync on the libuv threadpool; both buffers are held until the promise settles. */
+  copyPageCrc(src: Uint8Array, dst: Uint8Array, seed?: number): Promise<number>;
+  /** crc32 on the libuv threadpool. */
+  crc32Async(buf: Uint8Array, seed?: number): Promise<number>;
+  /**
+   * Write all of `buffers` at `position` of `fd` (pwritev, retried until complete) on the threadpool,
+   * then, if writebackLength > 0, start writeback of that range (sync_file_range SYNC_FILE_RANGE_WRITE).
+   * Resolves with the bytes written; rejects with an Error carrying code/errno.
+   */
+  pwritev(fd: number, buffers: Uint8Array[], position: number, writebackOffset?: number, writebackLength?: number): Promise<number>;
+  CopyGroup: new () => CopyGroup;
+  /** 'pclmulqdq' or 'slicing-by-8'. */
+  crc32Implementation: string;
 }
 
 /** Where the built addon may be, relative to the package root; node-gyp's output first. */
@@ -58,4 +93,23 @@ export function nativeCapabilities(): NativeCapabilities {
   } catch (err) {
     return { rdma: false, reason: (err as Error).message, devices: 0, deviceNames: [], rdmaCm: false };
   }
+}
+
+let pageIoChecked = false;
+let pageIoCached: PageIoNative | null = null;
+
+/**
+ * The addon's page_io functions, or null when the addon is not built (or is an
+ * older build without them): callers then take their pure-JS path.
+ */
+export function pageIo(): PageIoNative | null {
+  if (pageIoChecked) return pageIoCached;
+  pageIoChecked = true;
+  try {
+    const n = loadNative();
+    if (typeof n.copyPageCrc === 'function' && typeof n.pwritev === 'function' && typeof n.CopyGroup === 'function') pageIoCached = n;
+  } catch {
+    pageIoCached = null;
+  }
+  return pageIoCached;
 }
