@@ -4,6 +4,8 @@
 // enum / special setters) so messages match redis-server word for word.
 import * as fs from 'fs';
 import * as path from 'path';
+import { parseHostPort } from '../transport/link';
+import { MAX_TOKEN_BYTES, snapshotNameProblem } from '../transport/protocol';
 import { memtoull, splitArgs, string2ll, toSigned64, yesnotoi } from './units';
 
 /** A parsed option value as stored by Config. */
@@ -256,6 +258,17 @@ function validatePoolPath(value: string): string | null {
   return null;
 }
 
+/** snapshot-peer: empty (none) or HOST:PORT ([v6]:PORT). */
+function validateSnapshotPeer(value: string): string | null {
+  if (value === '') return null;
+  try {
+    const { port } = parseHostPort(value, 'snapshot-peer');
+    return port === 0 ? 'snapshot-peer: port 0 is not a valid peer port' : null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 // The pool addresses memory in 8-byte units through 32-bit references and
 // hands out 1 MiB pages (src/pool/memory.ts), hence these bounds.
 const MIN_POOL_BYTES = 1024n * 1024n;
@@ -332,6 +345,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
   numericOption('active-expire-effort', '1', { min: 1n, max: 10n }),
   numericOption('lfu-log-factor', '10', { min: 0n, max: INT_MAX }),
   numericOption('lfu-decay-time', '1', { min: 0n, max: INT_MAX }),
+  // Where SAVE / BGSAVE ship the pool image (docs/snapshot-protocol.md): the file in `dir`, or a poolkv-receiver.
+  enumOption('snapshot-transport', 'file', ['file', 'tcp', 'rdma']),
+  stringOption('snapshot-peer', '""', { validate: validateSnapshotPeer }),
+  stringOption('snapshot-auth-token', '""', {
+    validate: (value) => (Buffer.byteLength(value, 'utf8') > MAX_TOKEN_BYTES ? `snapshot-auth-token is longer than ${MAX_TOKEN_BYTES} bytes` : null),
+  }),
+  stringOption('snapshot-name', 'default', { validate: snapshotNameProblem }),
+  boolOption('load-from-peer', 'no'),
 ];
 
 const SPECS_BY_NAME: ReadonlyMap<string, OptionSpec> = new Map(OPTION_SPECS.map((s) => [s.name, s]));

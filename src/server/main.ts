@@ -1,17 +1,24 @@
 #!/usr/bin/env node
 // poolkv-server: redis-server's command line and start-up sequence. Read the
-// config (file, then --options), map the shared-memory pool, build the
+// config (file, then --options), get the shared-memory pool (a clean
+// /dev/shm pool as it stands, else the image from the snapshot peer with
+// load-from-peer yes, else the image in `dir`, else a fresh pool), build the
 // keyspace over it, listen, and shut down cleanly on SIGTERM / SIGINT so the
-// pool is marked clean for a warm restart.
+// pool is marked clean for a warm restart. While an image loads the server
+// already listens and answers -LOADING (src/server/loading.ts).
 import * as fs from 'fs';
 import * as path from 'path';
 import { Config, ConfigError } from '../config/config';
 import { REDIS_COMPAT_VERSION } from '../config/conf-file';
 import { Pool } from '../pool/pool';
-import type { SharedMapping } from '../pool/mapping';
-import { isCleanPoolFile, loadImage } from '../snapshot/load';
+import { isCleanPoolFile, type LoadedImage, type LoadHooks, loadImageFile } from '../snapshot/load';
 import { SnapshotService } from '../snapshot/service';
 import { Keyspace } from '../store/keyspace';
+import { type LinkKind, parseHostPort } from '../transport/link';
+import { registerPoolRegion } from '../transport/links';
+import { loadFromPeer, type PeerLoadResult } from '../transport/peer-load';
+import { describePeer, type PeerOptions } from '../transport/peer-sink';
+import { LoadingAwareCommandTable, LoadingState } from './loading';
 import { Logger } from './log';
 import { Server } from './server';
 
@@ -111,24 +118,65 @@ async function main(argv: string[]): Promise<void> {
   const poolSize = config.getNumber('pool-size');
   const poolPath = config.getString('pool-path');
   const databases = config.getNumber('databases');
-  let pool: Pool;
-  // A clean /dev/shm pool is attached as it stands; otherwise an image in `dir` is loaded, if any.
+  const port = config.getNumber('port');
+  const transport = config.getString('snapshot-transport');
+  const loadOptions = { poolSize, path: poolPath, databases };
+  const snapshotsFor = (server: Server): SnapshotService => SnapshotService.of(server);
+
+  // Where the dataset comes from: a clean /dev/shm pool wins (warm restart); then the peer's image with
+  // load-from-peer yes; then the image in `dir`; else a fresh pool.
   const imageFile = path.join(config.getString('dir'), config.getString('dbfilename'));
   const attachable = poolPath !== '' && isCleanPoolFile(poolPath, poolSize, databases);
-  let loaded: { seconds: number; mapping: SharedMapping } | null = null;
-  if (!attachable && fs.existsSync(imageFile)) {
-    log.notice(`Loading the pool image from ${imageFile}`);
+  let peer: PeerOptions | null = null;
+  if (transport !== 'file' || config.getBool('load-from-peer')) {
+    if (transport === 'file') fail(log, 'load-from-peer yes needs snapshot-transport tcp or rdma (and snapshot-peer). Exiting.');
+    if (config.getString('snapshot-peer') === '') fail(log, `snapshot-transport ${transport} needs snapshot-peer HOST:PORT. Exiting.`);
+    const { host, port: peerPort } = parseHostPort(config.getString('snapshot-peer'), 'snapshot-peer');
+    peer = {
+      kind: transport as LinkKind, host, port: peerPort,
+      token: config.getString('snapshot-auth-token'), name: config.getString('snapshot-name'),
+    };
+  }
+  const source: 'pool' | 'file' | 'peer' =
+    attachable ? 'pool' : peer !== null && config.getBool('load-from-peer') ? 'peer' : fs.existsSync(imageFile) ? 'file' : 'pool';
+
+  /** With snapshot-transport rdma the pool is registered once, before listening; failing that is fatal. */
+  let registered = false;
+  const registerPool = async (views: Buffer[]): Promise<void> => {
+    if (peer === null || peer.kind !== 'rdma' || registered) return;
     try {
-      const image = loadImage(imageFile, { poolSize, path: poolPath, databases });
-      pool = image.pool;
-      loaded = image;
-      if (image.header.poolSize !== poolSize) {
-        log.warning(`The image holds a pool of ${image.header.poolSize} bytes; using that size instead of pool-size ${poolSize}`);
-      }
+      await registerPoolRegion('rdma', views, peer.host);
+      registered = true;
     } catch (err) {
-      fail(log, `Bad pool image ${imageFile}: ${(err as Error).message}. Exiting.`);
+      fail(log, `Could not register the pool for RDMA (snapshot-transport rdma): ${(err as Error).message}. ` +
+        'Raise the memlock limit (ulimit -l / LimitMEMLOCK) or use snapshot-transport tcp. Exiting.');
     }
-  } else {
+  };
+
+  /** The server over `pool`, listening. While `loading` is active it answers -LOADING. */
+  const startServing = async (pool: Pool, poolWhere: string, loading: LoadingState | null): Promise<Server> => {
+    const showLogo = config.getString('logfile') === '' && process.stdout.isTTY === true;
+    if (showLogo) log.raw('notice', startupBanner(port, poolSize, poolWhere));
+    else log.notice(`Running mode=standalone, port=${port}.`);
+    await registerPool(pool.mem.bytes);
+    const keyspace = new Keyspace(pool);
+    const executable = fs.realpathSync(process.argv[1] ?? __filename);
+    const server = new Server({
+      pool, keyspace, config, log, configFile, executable,
+      ...(loading !== null ? { loading, commands: new LoadingAwareCommandTable(loading) } : {}),
+    });
+    snapshotsFor(server).loading = loading;
+    try {
+      await server.listen();
+    } catch (err) {
+      fail(log, (err as Error).message);
+    }
+    installSignalHandlers(server, log);
+    return server;
+  };
+
+  const openPool = async (): Promise<Server> => {
+    let pool: Pool;
     try {
       pool = Pool.open({
         size: poolSize,
@@ -140,38 +188,92 @@ async function main(argv: string[]): Promise<void> {
     } catch (err) {
       fail(log, `Failed opening the pool (${poolPath === '' ? 'memfd' : poolPath}, ${poolSize} bytes): ${(err as Error).message}`);
     }
-  }
-  const poolWhere = pool.path ?? loaded?.mapping.path ?? 'an anonymous memfd';
-  const port = config.getNumber('port');
-  const showLogo = config.getString('logfile') === '' && process.stdout.isTTY === true;
-  if (showLogo) log.raw('notice', startupBanner(port, poolSize, poolWhere));
-  else log.notice(`Running mode=standalone, port=${port}.`);
-  if (loaded === null && !pool.attached && pool.mapping?.existed) {
-    log.warning(`The pool in ${poolWhere} was not shut down cleanly (or was made with other settings); ` +
-      'its contents are not trusted, so it was formatted afresh.');
-  }
-  log.notice(`Pool of ${poolSize} bytes (${bytesToHuman(poolSize)}) in ${poolWhere}: ` +
-    (loaded !== null ? 'loaded from the pool image' : pool.attached ? 'attached the cleanly shut down pool found there' : 'formatted a fresh pool') +
-    `, ${config.getNumber('databases')} databases`);
+    const poolWhere = pool.path ?? 'an anonymous memfd';
+    if (!pool.attached && pool.mapping?.existed) {
+      log.warning(`The pool in ${poolWhere} was not shut down cleanly (or was made with other settings); ` +
+        'its contents are not trusted, so it was formatted afresh.');
+    }
+    log.notice(`Pool of ${poolSize} bytes (${bytesToHuman(poolSize)}) in ${poolWhere}: ` +
+      (pool.attached ? 'attached the cleanly shut down pool found there' : 'formatted a fresh pool') + `, ${databases} databases`);
+    return startServing(pool, poolWhere, null);
+  };
 
-  const keyspace = new Keyspace(pool);
-  const executable = fs.realpathSync(process.argv[1] ?? __filename);
-  const server = new Server({ pool, keyspace, config, log, configFile, executable });
+  if (source === 'pool') {
+    await openPool();
+    return;
+  }
+
+  // Loading an image (file or peer): the server listens as soon as the meta pages are in and answers
+  // -LOADING until the last page is verified; any failure exits without serving a byte of it.
+  const loading = new LoadingState();
+  const from = source === 'file' ? imageFile : describePeer(peer!);
+  let server: Server | null = null;
+  let lastProgressLog = Date.now();
+  const hooks: LoadHooks = {
+    onStart(header, totalBytes) {
+      loading.start(totalBytes, header.usedBytes);
+      if (header.poolSize !== poolSize) {
+        log.warning(`The image holds a pool of ${header.poolSize} bytes; using that size instead of pool-size ${poolSize}`);
+      }
+    },
+    async onPoolReady(pool) {
+      const where = pool.path ?? (poolPath === '' ? 'an anonymous memfd' : poolPath);
+      log.notice(`Pool of ${pool.size} bytes (${bytesToHuman(pool.size)}) in ${where}: loading the pool image, ${databases} databases`);
+      server = await startServing(pool, where, loading);
+    },
+    onProgress(loadedBytes) {
+      loading.loadedBytes = loadedBytes;
+      const now = Date.now();
+      if (now - lastProgressLog >= 1000 && loadedBytes < loading.totalBytes) {
+        lastProgressLog = now;
+        log.notice(`Loading the pool image: ${loading.percent.toFixed(1)}% (${bytesToHuman(loadedBytes)} of ${bytesToHuman(loading.totalBytes)})`);
+      }
+    },
+  };
+  let image: LoadedImage;
+  let note = '';
+  if (source === 'file') {
+    log.notice(`Loading the pool image from ${imageFile}`);
+    try {
+      image = await loadImageFile(imageFile, loadOptions, hooks);
+    } catch (err) {
+      fail(log, `Bad pool image ${imageFile}: ${(err as Error).message}. Exiting.`);
+    }
+  } else {
+    log.notice(`Loading the pool image '${peer!.name}' from ${from}`);
+    let result: PeerLoadResult;
+    registered = peer!.kind === 'rdma'; // loadFromPeer registers the pool it maps before exposing it
+    try {
+      result = await loadFromPeer({ ...peer!, ...loadOptions }, hooks);
+    } catch (err) {
+      fail(log, `Could not load the pool image '${peer!.name}' from ${from}: ${(err as Error).message}. Exiting.`);
+    }
+    if (!result.found) {
+      log.warning(`${from} has no image named '${peer!.name}': starting with an empty dataset`);
+      registered = false;
+      await openPool();
+      return;
+    }
+    image = result.image;
+    note = ` (generation ${result.generation})`;
+  }
+  loading.loadedBytes = loading.totalBytes;
+  loading.finish();
+  const running = server as Server | null;
+  if (running === null) fail(log, 'internal error: the image loaded without its meta pages');
+  const keyspace = running.keyspace;
+  let keys = 0;
+  for (let db = 0; db < keyspace.dbCount; db++) keys += keyspace.db(db).size();
+  snapshotsFor(running).keysLoaded = keys;
+  log.notice(`Done loading the pool image, keys loaded: ${keys}.`);
+  const mbPerSecond = loading.totalBytes / 1e6 / Math.max(image.seconds, 0.001);
+  if (source === 'file') log.notice(`DB loaded from disk: ${image.seconds.toFixed(3)} seconds`);
+  else log.notice(`DB loaded from ${from}${note}: ${image.seconds.toFixed(3)} seconds, ${mbPerSecond.toFixed(1)} MB/s`);
+}
+
+/** SIGTERM / SIGINT: shut down like Redis (save first when save rules are set, unless still loading). */
+function installSignalHandlers(server: Server, log: Logger): void {
   const snapshots = SnapshotService.of(server);
-  if (loaded !== null) {
-    let keys = 0;
-    for (let db = 0; db < keyspace.dbCount; db++) keys += keyspace.db(db).size();
-    snapshots.keysLoaded = keys;
-    log.notice(`Done loading the pool image, keys loaded: ${keys}.`);
-    log.notice(`DB loaded from disk: ${loaded.seconds.toFixed(3)} seconds`);
-  }
-  try {
-    await server.listen();
-  } catch (err) {
-    pool.close();
-    fail(log, (err as Error).message);
-  }
-
   let shuttingDown = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (shuttingDown) {

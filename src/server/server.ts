@@ -4,6 +4,7 @@
 // handlers see.
 import { Evictor, type EvictionPolicy } from '../store/eviction';
 import { KeyspaceCron } from './keyspace-cron';
+import type { LoadingState } from './loading';
 import { randomBytes } from 'crypto';
 import * as net from 'net';
 import { CommandTable } from '../commands/table';
@@ -26,6 +27,8 @@ export interface ServerDeps {
   executable: string;
   /** A prepared command table (embedding, tests); by default every family in src/commands/index.ts. */
   commands?: CommandTable;
+  /** Set while an image loads at start-up (src/server/loading.ts): no keyspace cron, no clean flag on exit. */
+  loading?: LoadingState;
 }
 
 /** Redis's listen backlog default (tcp-backlog 511). */
@@ -72,6 +75,7 @@ export class Server implements ServerContext {
   readonly runId = randomBytes(20).toString('hex');
   readonly configFile: string;
   readonly executable: string;
+  readonly loading: LoadingState | null;
   /** The port actually listened on (meaningful after listen(); port 0 picks a free one). */
   tcpPort = 0;
 
@@ -93,6 +97,7 @@ export class Server implements ServerContext {
     this.log = deps.log;
     this.configFile = deps.configFile;
     this.executable = deps.executable;
+    this.loading = deps.loading ?? null;
     // The store counts hits/misses/expired/evicted in its own object; INFO reads them through stats.
     this.stats = new ServerStats(deps.keyspace.stats);
     this.clients = new ClientRegistry(() => this.config.getNumber('maxclients'));
@@ -184,7 +189,8 @@ export class Server implements ServerContext {
   private tick(): void {
     const now = Date.now();
     this.stats.sample(now);
-    this.keyspaceCron.run();
+    // While an image loads, the data pages are not all in place: no expiry, rehashing or eviction.
+    if (this.loading === null || !this.loading.active) this.keyspaceCron.run();
     if (++this.cronTicks % TICKS_PER_SECOND === 0) this.closeIdleClients(now);
   }
 
@@ -234,8 +240,8 @@ export class Server implements ServerContext {
         this.log.warning(`Shutdown hook failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
       }
     }
-    // A clean flag lets the next start attach the pool as it stands (warm restart).
-    this.pool.setClean(true);
+    // A clean flag lets the next start attach the pool as it stands (warm restart); never a half-loaded one.
+    if (this.loading === null || !this.loading.active) this.pool.setClean(true);
     this.pool.close();
     this.log.warning('Redis is now ready to exit, bye bye...');
     process.exit(exitCode);

@@ -213,3 +213,89 @@ export function readImageFile(file: string, options: ReadImageOptions): ImageHea
     fs.closeSync(fd);
   }
 }
+
+/**
+ * Checks an image block by block as it arrives from anywhere (a file read in
+ * slices, a peer's stream, pages written straight into a pool): the same
+ * rules and messages as readImageFile, and the whole-image checksum chained
+ * along the way. Feed it the header, then for each block its header and its
+ * payload's CRC, then the trailer.
+ */
+export class ImageVerifier {
+  readonly header: ImageHeader;
+  /** The next block expected (= blocks accepted so far). */
+  nextBlock = 0;
+  private lastPage = -1;
+  private readonly sum = new ImageChecksum();
+
+  /** Decodes and checks `encodedHeader` (throws ImageError). */
+  constructor(encodedHeader: Buffer) {
+    this.header = decodeHeader(encodedHeader);
+    this.sum.add(encodedHeader.subarray(0, IMAGE_HEADER_BYTES));
+  }
+
+  /**
+   * Check the next block's 16-byte header before its payload is trusted:
+   * tag, length, page order and range. Returns the page and the stored CRC.
+   * `at` (a byte offset) only makes messages more precise.
+   */
+  checkBlockHeader(blockHeader: Buffer, at = imageBlockOffset(this.header, this.nextBlock)): { page: number; crc: number } {
+    const h = this.header;
+    const block = this.nextBlock;
+    if (block >= h.blockCount) throw new ImageError(`block ${block}: the image has only ${h.blockCount} blocks`);
+    if (blockHeader.length < BLOCK_HEADER_BYTES) throw new ImageError(`block ${block}: short block header (${blockHeader.length} bytes)`);
+    const tag = blockHeader.readUInt32LE(0);
+    const page = blockHeader.readUInt32LE(4);
+    const length = blockHeader.readUInt32LE(8);
+    const where = `block ${block} (page ${page}, at byte ${at})`;
+    if (tag !== BLOCK_TAG) throw new ImageError(`block ${block} (at byte ${at}): bad block tag ${hex(tag)}`);
+    if (length !== h.pageSize) throw new ImageError(`${where}: length ${length} is not the page size ${h.pageSize}`);
+    if (page >= h.pageCount || page <= this.lastPage || (block < h.metaPages) !== (page < h.metaPages)) {
+      throw new ImageError(`${where}: page index out of order or out of range (pool has ${h.pageCount} pages, ${h.metaPages} meta)`);
+    }
+    return { page, crc: blockHeader.readUInt32LE(12) };
+  }
+
+  /**
+   * Accept the block whose header passed checkBlockHeader, given the CRC
+   * computed over its payload (crc32(payload, blockFieldsCrc(page, length))).
+   */
+  acceptBlock(blockHeader: Buffer, computedCrc: number): void {
+    const block = this.nextBlock;
+    const page = blockHeader.readUInt32LE(4);
+    const stored = blockHeader.readUInt32LE(12);
+    if ((computedCrc >>> 0) !== stored) {
+      throw new ImageError(`block ${block} (page ${page}): checksum mismatch (stored ${hex(stored)}, computed ${hex(computedCrc)})`);
+    }
+    this.sum.add(blockHeader.subarray(0, BLOCK_HEADER_BYTES));
+    this.lastPage = page;
+    this.nextBlock++;
+  }
+
+  /** Check the trailer once every block was accepted (throws ImageError). */
+  checkTrailer(trailer: Buffer): void {
+    const h = this.header;
+    if (this.nextBlock !== h.blockCount) throw new ImageError(`trailer after ${this.nextBlock} of ${h.blockCount} blocks`);
+    if (trailer.length !== TRAILER_BYTES || !trailer.subarray(0, 8).equals(TRAILER_MAGIC)) {
+      throw new ImageError(`trailer (at byte ${imageSize(h) - TRAILER_BYTES}): bad trailer magic`);
+    }
+    if (trailer.readUInt32LE(8) !== h.blockCount) {
+      throw new ImageError(`trailer: ${trailer.readUInt32LE(8)} blocks recorded, header says ${h.blockCount}`);
+    }
+    const sum = new ImageChecksum();
+    sum.value = this.sum.value;
+    sum.add(trailer.subarray(0, 20));
+    const stored = trailer.readUInt32LE(20);
+    if (stored !== sum.value >>> 0) throw new ImageError(`image checksum mismatch (stored ${hex(stored)}, computed ${hex(sum.value)})`);
+  }
+}
+
+/** Byte offset of block `index` in an image file (its block header's first byte). */
+export function imageBlockOffset(h: Pick<ImageHeader, 'pageSize'>, index: number): number {
+  return IMAGE_HEADER_BYTES + index * (BLOCK_HEADER_BYTES + h.pageSize);
+}
+
+/** The CRC a block header must carry for `payload` at `page`. */
+export function blockCrc(page: number, payload: Buffer): number {
+  return crc32(payload, blockFieldsCrc(page, payload.length));
+}

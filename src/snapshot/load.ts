@@ -1,18 +1,30 @@
 // Loading a pool image at start-up: map a pool of the image's size (a fresh
-// memfd, or the configured pool-path), read the blocks straight into their
+// memfd, or the configured pool-path), put the blocks straight into their
 // pages while checking every checksum, then validate the pool header the way
 // Pool.attach does. No per-key work: roots, allocator metadata and the hash
 // seed come back with the meta pages.
+//
+// The pieces are shared by the file loader (here) and the peer loader
+// (src/transport/peer-load.ts, where the receiver writes the pages into the
+// pool itself): checkImageFits, mapPoolFor, pageView, attachLoadedPool.
+// loadImageFile works in slices that yield to the event loop, so the server
+// can already answer -LOADING while a large image comes in; the meta pages
+// come first, so the pool can be attached (onPoolReady) long before the
+// data pages are in.
 import * as fs from 'fs';
+import { performance } from 'perf_hooks';
 import { PoolFormatError } from '../pool/errors';
 import {
   LAYOUT_VERSION, POOL_MAGIC, W_CLEAN_SHUTDOWN, W_DB_COUNT, W_LAYOUT_VERSION, W_MAGIC, W_META_PAGES, W_PAGE_COUNT,
   D_POOL_SIZE,
 } from '../pool/layout';
-import { SharedMapping } from '../pool/mapping';
-import { PAGE_BYTES, refOfPage } from '../pool/memory';
+import { SharedMapping, VIEW_BYTES } from '../pool/mapping';
+import { PAGE_BYTES } from '../pool/memory';
 import { Pool } from '../pool/pool';
-import { ImageError, type ImageHeader, readImageFile } from './image';
+import {
+  blockCrc, BLOCK_HEADER_BYTES, IMAGE_HEADER_BYTES, ImageError, type ImageHeader, imageSize, ImageVerifier, readImageFile,
+  TRAILER_BYTES,
+} from './image';
 
 export interface LoadOptions {
   /** The pool-size option: the image must fit (an image of a smaller pool is loaded at its own size). */
@@ -31,52 +43,160 @@ export interface LoadedImage {
   seconds: number;
 }
 
-/** Load `file` into a new pool. Throws ImageError (bad image) or PoolFormatError (does not fit the options). */
+/** Throws ImageError / PoolFormatError when an image with header `h` cannot be loaded under `options`. */
+export function checkImageFits(h: ImageHeader, options: LoadOptions): void {
+  if (h.pageSize !== PAGE_BYTES) throw new ImageError(`page size ${h.pageSize} not supported (this build uses ${PAGE_BYTES})`);
+  if (h.layoutVersion !== LAYOUT_VERSION) {
+    throw new ImageError(`pool layout version ${h.layoutVersion} not supported (this build uses ${LAYOUT_VERSION})`);
+  }
+  if (options.poolSize < h.poolSize) {
+    throw new PoolFormatError(`the image holds a pool of ${h.poolSize} bytes, larger than pool-size ${options.poolSize}; ` +
+      `start with --pool-size ${h.poolSize} or more`);
+  }
+  if (h.databases !== options.databases) {
+    throw new PoolFormatError(`the image has ${h.databases} databases but databases is ${options.databases}`);
+  }
+}
+
+/** A fresh mapping of the image's pool size (memfd, or pool-path). */
+export function mapPoolFor(h: ImageHeader, options: LoadOptions): SharedMapping {
+  return SharedMapping.open({ size: h.poolSize, path: options.path === '' ? undefined : options.path });
+}
+
+/** Page `page` of a mapping's views, as a Buffer over the pool's memory (pages never straddle views). */
+export function pageView(views: readonly Buffer[], page: number): Buffer {
+  const offset = page * PAGE_BYTES;
+  const viewIndex = Math.floor(offset / VIEW_BYTES);
+  const at = offset - viewIndex * VIEW_BYTES;
+  return views[viewIndex]!.subarray(at, at + PAGE_BYTES);
+}
+
+/**
+ * Once the meta pages are in place: check they describe the geometry the
+ * image header announced, attach a Pool over the mapping and mark it in use
+ * (only a clean SHUTDOWN marks a /dev/shm pool attachable again).
+ */
+export function attachLoadedPool(mapping: SharedMapping, header: ImageHeader): Pool {
+  const pool = Pool.attach(mapping.views);
+  const mem = pool.mem;
+  if (mem.u32(0, W_MAGIC) !== POOL_MAGIC || mem.u32(0, W_LAYOUT_VERSION) !== LAYOUT_VERSION ||
+      mem.f64(0, D_POOL_SIZE) !== header.poolSize || mem.u32(0, W_PAGE_COUNT) !== header.pageCount ||
+      mem.u32(0, W_META_PAGES) !== header.metaPages || mem.u32(0, W_DB_COUNT) !== header.databases) {
+    throw new ImageError('meta pages do not match the image header');
+  }
+  mem.setU32(0, W_CLEAN_SHUTDOWN, 0);
+  return pool;
+}
+
+/** Load `file` into a new pool, synchronously. Throws ImageError (bad image) or PoolFormatError (does not fit the options). */
 export function loadImage(file: string, options: LoadOptions): LoadedImage {
   const started = process.hrtime.bigint();
   let mapping: SharedMapping | null = null;
   try {
     const header = readImageFile(file, {
       onHeader(h) {
-        if (h.pageSize !== PAGE_BYTES) throw new ImageError(`page size ${h.pageSize} not supported (this build uses ${PAGE_BYTES})`);
-        if (h.layoutVersion !== LAYOUT_VERSION) {
-          throw new ImageError(`pool layout version ${h.layoutVersion} not supported (this build uses ${LAYOUT_VERSION})`);
-        }
-        if (options.poolSize < h.poolSize) {
-          throw new PoolFormatError(`the image holds a pool of ${h.poolSize} bytes, larger than pool-size ${options.poolSize}; ` +
-            `start with --pool-size ${h.poolSize} or more`);
-        }
-        if (h.databases !== options.databases) {
-          throw new PoolFormatError(`the image has ${h.databases} databases but databases is ${options.databases}`);
-        }
-        mapping = SharedMapping.open({ size: h.poolSize, path: options.path === '' ? undefined : options.path });
+        checkImageFits(h, options);
+        mapping = mapPoolFor(h, options);
       },
-      target(page) {
-        const m = mapping!;
-        const ref = refOfPage(page);
-        const viewIndex = Math.floor(page * PAGE_BYTES / 2 ** 30);
-        const view = m.views[viewIndex]!;
-        const at = (ref * 8) - viewIndex * 2 ** 30;
-        return view.subarray(at, at + PAGE_BYTES);
-      },
+      target: (page) => pageView(mapping!.views, page),
     });
     const m = mapping as SharedMapping | null;
     if (m === null) throw new ImageError('no header');
-    const pool = Pool.attach(m.views);
-    const mem = pool.mem;
-    // The meta pages must describe the geometry the header announced.
-    if (mem.u32(0, W_MAGIC) !== POOL_MAGIC || mem.u32(0, W_LAYOUT_VERSION) !== LAYOUT_VERSION ||
-        mem.f64(0, D_POOL_SIZE) !== header.poolSize || mem.u32(0, W_PAGE_COUNT) !== header.pageCount ||
-        mem.u32(0, W_META_PAGES) !== header.metaPages || mem.u32(0, W_DB_COUNT) !== header.databases) {
-      throw new ImageError('meta pages do not match the image header');
-    }
-    // In use from now on (only a clean SHUTDOWN marks a /dev/shm pool attachable).
-    mem.setU32(0, W_CLEAN_SHUTDOWN, 0);
+    const pool = attachLoadedPool(m, header);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { pool, mapping: m, header, seconds };
   } catch (err) {
     (mapping as SharedMapping | null)?.close();
     throw err;
+  }
+}
+
+/** Hooks of an image load that lets the event loop run (file or peer). */
+export interface LoadHooks {
+  /**
+   * The header is read and fits: the load is about to copy `totalBytes`
+   * image bytes (INFO loading_total_bytes).
+   */
+  onStart?(header: ImageHeader, totalBytes: number): void;
+  /**
+   * The meta pages are in and verified: `pool` can be attached (roots,
+   * allocator) while the data pages still arrive. Must not touch data pages.
+   * A rejection fails the load.
+   */
+  onPoolReady?(pool: Pool, header: ImageHeader): void | Promise<void>;
+  /** Image bytes in place and verified so far. */
+  onProgress?(loadedBytes: number): void;
+}
+
+/** Work per slice of loadImageFile before it yields to the event loop (ms). */
+const LOAD_SLICE_MS = 25;
+
+/**
+ * Load `file` like loadImage, in slices of ~25 ms between event-loop turns
+ * (clients get -LOADING meanwhile). Same checks, same messages.
+ */
+export async function loadImageFile(file: string, options: LoadOptions, hooks: LoadHooks = {}): Promise<LoadedImage> {
+  const started = process.hrtime.bigint();
+  let mapping: SharedMapping | null = null;
+  let pool: Pool | null = null;
+  let handedOut = false;
+  const fd = fs.openSync(file, 'r');
+  try {
+    const fileSize = fs.fstatSync(fd).size;
+    let pos = 0;
+    const readExactly = (target: Buffer, len: number, what: string): void => {
+      let done = 0;
+      while (done < len) {
+        const n = fs.readSync(fd, target, done, len - done, pos + done);
+        if (n === 0) throw new ImageError(`truncated at byte ${pos + done} (inside ${what}; file is ${fileSize} bytes)`);
+        done += n;
+      }
+      pos += len;
+    };
+    const headerBytes = Buffer.alloc(IMAGE_HEADER_BYTES);
+    readExactly(headerBytes, IMAGE_HEADER_BYTES, 'the header');
+    const verifier = new ImageVerifier(headerBytes);
+    const h = verifier.header;
+    checkImageFits(h, options);
+    mapping = mapPoolFor(h, options);
+    const views = mapping.views;
+    hooks.onStart?.(h, imageSize(h));
+    const blockHeader = Buffer.alloc(BLOCK_HEADER_BYTES);
+    let sliceStart = performance.now();
+    for (let block = 0; block < h.blockCount; block++) {
+      const at = pos;
+      readExactly(blockHeader, BLOCK_HEADER_BYTES, `the header of block ${block}`);
+      const { page } = verifier.checkBlockHeader(blockHeader, at);
+      const target = pageView(views, page);
+      readExactly(target, PAGE_BYTES, `block ${block} (page ${page}, at byte ${at})`);
+      verifier.acceptBlock(blockHeader, blockCrc(page, target));
+      if (block === h.metaPages - 1) {
+        pool = attachLoadedPool(mapping, h);
+        if (hooks.onPoolReady !== undefined) {
+          handedOut = true;
+          await hooks.onPoolReady(pool, h);
+        }
+      }
+      if (performance.now() - sliceStart >= LOAD_SLICE_MS) {
+        hooks.onProgress?.(pos);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+    }
+    const trailer = Buffer.alloc(TRAILER_BYTES);
+    readExactly(trailer, TRAILER_BYTES, 'the trailer');
+    verifier.checkTrailer(trailer);
+    if (fileSize !== pos) throw new ImageError(`${fileSize - pos} unexpected bytes after the trailer (at byte ${pos})`);
+    hooks.onProgress?.(pos);
+    if (pool === null) throw new ImageError('no meta pages');
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    return { pool, mapping, header: h, seconds };
+  } catch (err) {
+    // A pool already handed out stays mapped: its owner is about to exit without serving it.
+    if (!handedOut) (mapping as SharedMapping | null)?.close();
+    throw err;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

@@ -1,14 +1,26 @@
-// The server's snapshot service: SAVE / BGSAVE to `dir/dbfilename` through the
-// consistent cut and the file transport, the `save <seconds> <changes>` rules
-// (SnapshotScheduler, checked like Redis's serverCron), the dirty counter, and
-// the INFO persistence fields.
+// The server's snapshot service: SAVE / BGSAVE through the consistent cut to
+// the sink `snapshot-transport` names (the file `dir/dbfilename`, or a
+// poolkv-receiver over tcp / rdma: src/transport/peer-sink.ts), the
+// `save <seconds> <changes>` rules (checked like Redis's serverCron), the
+// dirty counter, and the INFO persistence fields (Redis's, then poolkv's
+// snapshot_* fields: transport, peer, bytes shipped, throughput, status).
+//
+// SAVE to a peer blocks the whole server until the receiver has committed,
+// as Redis's SAVE does (SyncPeerSink runs the network in a worker thread).
+// BGSAVE to a peer runs in the background; a peer that is down, refuses the
+// token or drops mid-transfer fails it (rdb_last_bgsave_status:err, reason
+// in the log) and the server keeps serving.
 //
 // Dirty counter: the dispatcher adds 1 to ServerStats.dirty for every command
 // flagged `write` that did not answer an error. That is coarser than Redis's
 // server.dirty (which counts keys changed: DEL of 3 keys = 3, a no-op = 0).
 import * as fs from 'fs';
+import type { LoadingState } from '../server/loading';
 import type { ServerContext } from '../server/server-context';
 import { FileSink } from '../transport/file';
+import { parseHostPort } from '../transport/link';
+import { PeerSink, type PeerOptions, SyncPeerSink } from '../transport/peer-sink';
+import type { SnapshotSink } from '../transport/sink';
 import { ConsistentCut, CutAbortedError } from './cut';
 
 /** Redis's CONFIG_BGSAVE_RETRY_DELAY: after a failed BGSAVE, rules wait this long (s). */
@@ -19,9 +31,23 @@ export type BgsaveResult = 'started' | 'scheduled' | 'in-progress';
 
 interface RunningSave {
   cut: ConsistentCut;
-  sink: FileSink;
+  sink: SnapshotSink;
   dirtyAtStart: number;
   done: Promise<void>;
+}
+
+type Transport = 'file' | 'tcp' | 'rdma';
+
+/** Where the image went, for log lines: the file's path or the peer. */
+function targetOf(sink: SnapshotSink): string {
+  return sink instanceof FileSink ? sink.finalPath : sink.description;
+}
+
+/** Bytes a sink has shipped (file: written). */
+function bytesOf(sink: SnapshotSink): number {
+  if (sink instanceof FileSink) return sink.written;
+  if (sink instanceof PeerSink || sink instanceof SyncPeerSink) return sink.bytesShipped;
+  return 0;
 }
 
 const services = new WeakMap<ServerContext, SnapshotService>();
@@ -49,6 +75,12 @@ export class SnapshotService {
   /** rdb_last_load_keys_loaded. */
   keysLoaded = 0;
   scheduled = false;
+  /** snapshot_last_*: the last save's outcome, bytes shipped and throughput (any transport). */
+  lastShipOk = true;
+  lastBytesShipped = 0;
+  lastThroughputMbps = 0;
+  /** Set by start-up while an image loads (INFO loading:1 and loading_*; no save rules meanwhile). */
+  loading: LoadingState | null = null;
   private running: RunningSave | null = null;
   private timer: NodeJS.Timeout | null = null;
 
@@ -95,15 +127,56 @@ export class SnapshotService {
     return rules;
   }
 
-  private sinkFor(sync: boolean): FileSink {
-    return new FileSink({ dir: this.server.config.getString('dir'), filename: this.server.config.getString('dbfilename'), sync });
+  get transport(): Transport {
+    return this.server.config.getString('snapshot-transport') as Transport;
+  }
+
+  /** The peer's options for a tcp / rdma transport; throws with a clear message when they are incomplete. */
+  peerOptions(): PeerOptions {
+    const config = this.server.config;
+    const transport = this.transport;
+    const peer = config.getString('snapshot-peer');
+    if (transport === 'file') throw new Error('snapshot-transport is file: there is no peer');
+    if (peer === '') throw new Error(`snapshot-transport is ${transport} but snapshot-peer is not set`);
+    const { host, port } = parseHostPort(peer, 'snapshot-peer');
+    return { kind: transport, host, port, token: config.getString('snapshot-auth-token'), name: config.getString('snapshot-name') };
+  }
+
+  private sinkFor(sync: boolean): SnapshotSink {
+    if (this.transport === 'file') {
+      return new FileSink({ dir: this.server.config.getString('dir'), filename: this.server.config.getString('dbfilename'), sync });
+    }
+    const options = this.peerOptions();
+    return sync ? new SyncPeerSink(options) : new PeerSink(options);
+  }
+
+  private get loadingActive(): boolean {
+    return this.loading !== null && this.loading.active;
+  }
+
+  /** Record the outcome of a save for INFO's snapshot_last_* fields. */
+  private recordShipment(sink: SnapshotSink, ok: boolean, startedAt: number): void {
+    const bytes = bytesOf(sink);
+    const seconds = Math.max(0.001, (Date.now() - startedAt) / 1000);
+    this.lastShipOk = ok;
+    this.lastBytesShipped = bytes;
+    this.lastThroughputMbps = (bytes * 8) / 1e6 / seconds;
   }
 
   // ---- SAVE -------------------------------------------------------------------------
   /** SAVE: the whole cut, now, blocking. Returns an error text, or null on success. */
   save(): string | null {
     if (this.running !== null) return 'Background save already in progress';
-    const sink = this.sinkFor(true);
+    const startedAt = Date.now();
+    let sink: SnapshotSink;
+    try {
+      sink = this.sinkFor(true);
+    } catch (err) {
+      this.server.log.warning(`Failed saving the pool image: ${(err as Error).message}`);
+      this.lastBgsaveOk = false;
+      this.lastShipOk = false;
+      return 'ERR';
+    }
     const dirtyAtStart = this.dirty;
     this.saves++;
     let cut: ConsistentCut;
@@ -111,8 +184,9 @@ export class SnapshotService {
       cut = ConsistentCut.open(this.server.pool, sink);
       cut.runSync();
     } catch (err) {
-      this.server.log.warning(`Failed saving the pool image to ${sink.finalPath}: ${(err as Error).message}`);
+      this.server.log.warning(`Failed saving the pool image to ${targetOf(sink)}: ${(err as Error).message}`);
       this.lastBgsaveOk = false;
+      this.recordShipment(sink, false, startedAt);
       return 'ERR';
     }
     this.dirty -= dirtyAtStart;
@@ -120,7 +194,9 @@ export class SnapshotService {
     this.lastBgsaveOk = true;
     this.lastPreimagePeak = cut.preimagePeak;
     this.lastImageBytes = cut.bytesTotal;
-    this.server.log.notice('DB saved on disk');
+    this.recordShipment(sink, true, startedAt);
+    if (sink instanceof FileSink) this.server.log.notice('DB saved on disk');
+    else this.server.log.notice(`DB saved on ${targetOf(sink)}${this.generationNote(sink)}: ${this.shipmentNote()}`);
     return null;
   }
 
@@ -128,10 +204,11 @@ export class SnapshotService {
   /** BGSAVE [SCHEDULE]. The cut is taken before this returns; the pages ship in the background. */
   bgsave(): BgsaveResult | { error: string } {
     if (this.running !== null) return 'in-progress';
-    const sink = this.sinkFor(false);
     this.lastBgsaveTry = Math.floor(Date.now() / 1000);
     let cut: ConsistentCut;
+    let sink: SnapshotSink;
     try {
+      sink = this.sinkFor(false);
       cut = ConsistentCut.open(this.server.pool, sink);
     } catch (err) {
       this.lastBgsaveOk = false;
@@ -141,7 +218,7 @@ export class SnapshotService {
     this.saves++;
     this.scheduled = false;
     const dirtyAtStart = this.dirty;
-    this.server.log.notice(`Background saving started (pool image to ${sink.finalPath}, ${cut.bytesTotal} bytes)`);
+    this.server.log.notice(`Background saving started (pool image to ${targetOf(sink)}, ${cut.bytesTotal} bytes)`);
     const running: RunningSave = { cut, sink, dirtyAtStart, done: Promise.resolve() };
     running.done = cut.run().then(() => {
       const seconds = Math.round((Date.now() - cut.startedAt) / 1000);
@@ -151,11 +228,14 @@ export class SnapshotService {
       this.lastBgsaveTimeSec = seconds;
       this.lastPreimagePeak = cut.preimagePeak;
       this.lastImageBytes = cut.bytesTotal;
+      this.recordShipment(sink, true, cut.startedAt);
       this.server.log.notice(`Background saving terminated with success (${cut.dataPages} data pages, ` +
-        `${cut.preimagesTaken} pre-images, ${(Date.now() - cut.startedAt)} ms)`);
+        `${cut.preimagesTaken} pre-images, ${(Date.now() - cut.startedAt)} ms` +
+        (sink instanceof FileSink ? ')' : `; ${targetOf(sink)}${this.generationNote(sink)}, ${this.shipmentNote()})`));
     }, (err: unknown) => {
       this.lastBgsaveOk = false;
       this.lastBgsaveTimeSec = Math.round((Date.now() - cut.startedAt) / 1000);
+      this.recordShipment(sink, false, cut.startedAt);
       if (err instanceof CutAbortedError) this.server.log.warning(`Background saving aborted: ${err.message}`);
       else this.server.log.warning(`Background saving error: ${(err as Error).message}`);
       throw err;
@@ -167,12 +247,21 @@ export class SnapshotService {
     return 'started';
   }
 
-  /** Stop a BGSAVE in progress (SHUTDOWN): the previous image stays; the temp file is removed. */
+  /** Stop a BGSAVE in progress (SHUTDOWN): the previous image stays; the temp file is removed / the peer told. */
   killBgsave(reason: string): void {
     const running = this.running;
     if (running === null) return;
     running.cut.abort(reason);
-    fs.rmSync(running.sink.tempPath, { force: true });
+    if (running.sink instanceof FileSink) fs.rmSync(running.sink.tempPath, { force: true });
+    else void Promise.resolve(running.sink.abort(reason)).catch(() => {});
+  }
+
+  private generationNote(sink: SnapshotSink): string {
+    return sink instanceof PeerSink || sink instanceof SyncPeerSink ? `, generation ${sink.generation}` : '';
+  }
+
+  private shipmentNote(): string {
+    return `${this.lastBytesShipped} bytes shipped, ${(this.lastThroughputMbps / 8).toFixed(1)} MB/s`;
   }
 
   /**
@@ -187,7 +276,8 @@ export class SnapshotService {
       this.killBgsave('shutdown');
       this.running = null;
     }
-    if (nosave || (!forceSave && this.saveRules().length === 0)) return true;
+    // As Redis: no save while the dataset is still loading.
+    if (nosave || this.loadingActive || (!forceSave && this.saveRules().length === 0)) return true;
     log.notice('Saving the final pool image before exiting.');
     if (this.save() !== null) {
       log.warning("Error trying to save the DB, can't exit.");
@@ -211,7 +301,7 @@ export class SnapshotService {
 
   /** serverCron's share: save rules, then a scheduled BGSAVE. */
   cron(now = Date.now()): void {
-    if (this.running !== null) return;
+    if (this.running !== null || this.loadingActive) return;
     const unixtime = Math.floor(now / 1000);
     const retryOk = unixtime - this.lastBgsaveTry > BGSAVE_RETRY_DELAY || this.lastBgsaveOk;
     for (const [seconds, changes] of this.saveRules()) {
@@ -228,8 +318,9 @@ export class SnapshotService {
   infoFields(): Array<[string, string | number]> {
     const cut = this.running?.cut ?? null;
     const now = Date.now();
+    const config = this.server.config;
     return [
-      ['loading', 0],
+      ['loading', this.loadingActive ? 1 : 0],
       ['async_loading', 0],
       ['current_cow_peak', cut ? cut.preimagePeak : 0],
       ['current_cow_size', cut ? cut.preimageBytes : 0],
@@ -259,11 +350,20 @@ export class SnapshotService {
       ['aof_last_cow_size', 0],
       ['module_fork_in_progress', 0],
       ['module_fork_last_cow_size', 0],
+      // Only while loading, where Redis prints them.
+      ...(this.loading?.infoFields(now) ?? []),
       // poolkv: progress of the snapshot in progress (image bytes shipped / in all) and the last image's size.
       ['snapshot_bytes_done', cut ? cut.bytesDone : 0],
       ['snapshot_bytes_total', cut ? cut.bytesTotal : 0],
       ['snapshot_preimage_pages', cut ? cut.preimageBytes / (1 << 20) : 0],
       ['snapshot_last_image_bytes', this.lastImageBytes],
+      // poolkv: where images go and how the last save went (throughput in megabits per second).
+      ['snapshot_transport', this.transport],
+      ['snapshot_peer', this.transport === 'file' ? '' : config.getString('snapshot-peer')],
+      ['snapshot_name', this.transport === 'file' ? '' : config.getString('snapshot-name')],
+      ['snapshot_last_bytes_shipped', this.lastBytesShipped],
+      ['snapshot_last_throughput_mbps', this.lastThroughputMbps.toFixed(2)],
+      ['snapshot_last_status', this.lastShipOk ? 'ok' : 'err'],
     ];
   }
 }

@@ -1,0 +1,470 @@
+// One connection to the receiver: the HELLO handshake, then either a SAVE
+// (a server ships an image into a landing ring; each block is verified and
+// written to a temp file; COMMIT makes it the name's current image) or a
+// LOAD (the receiver writes its current image's pages straight into the
+// server's exposed pool). Everything the peer sends is checked; any problem
+// ends this session only (FAILED or REFUSE with the reason, logged), removes
+// its temp file and leaves the previous image current.
+import * as fs from 'fs';
+import { PAGE_BYTES } from '../pool/memory';
+import type { Logger } from '../server/log';
+import {
+  blockCrc, BLOCK_HEADER_BYTES, IMAGE_FORMAT_VERSION, imageBlockOffset, imageSize, ImageVerifier, TRAILER_BYTES,
+} from '../snapshot/image';
+import type { Link } from '../transport/link';
+import {
+  type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION, RING_REGION, RING_SLOTS, snapshotNameProblem,
+  tokensEqual,
+} from '../transport/protocol';
+import type { ImageStore, StoredImage } from './store';
+
+/** A connection must present its HELLO within this time. */
+const HANDSHAKE_TIMEOUT_MS = 10000;
+/** A transfer with no message from the server for this long is abandoned. */
+const IDLE_TIMEOUT_MS = 60000;
+/** Most blocks a loading server may ask to have in flight. */
+const MAX_LOAD_WINDOW = 64;
+/** Blocks read ahead from the image file while serving a LOAD. */
+const LOAD_READ_AHEAD = 3;
+
+export interface SessionContext {
+  readonly store: ImageStore;
+  readonly token: Buffer;
+  readonly log: Logger;
+  /** A landing ring of `bytes` (reused across sessions: RDMA registers memory once). */
+  acquireRing(bytes: number): Buffer;
+  releaseRing(ring: Buffer): void;
+}
+
+function mib(bytes: number): string {
+  return (bytes / (1 << 20)).toFixed(1);
+}
+
+function rate(bytes: number, ms: number): string {
+  return ms > 0 ? `${(bytes / (1 << 20) / (ms / 1000)).toFixed(1)} MiB/s` : 'n/a';
+}
+
+async function writeFully(fh: fs.promises.FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesWritten } = await fh.write(buf, offset + done, length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+async function readFully(fh: fs.promises.FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, offset + done, length - done, position + done);
+    if (bytesRead === 0) throw new Error(`the image file ends at byte ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+export class ReceiverSession {
+  private readonly channel: MessageChannel;
+  private readonly peer: string;
+
+  constructor(private readonly link: Link, private readonly ctx: SessionContext) {
+    this.channel = new MessageChannel(link);
+    this.peer = link.remoteAddress;
+  }
+
+  /** Runs the whole conversation; never rejects (problems are logged and end the session). */
+  async run(): Promise<void> {
+    try {
+      const hello = await this.channel.next('HELLO', HANDSHAKE_TIMEOUT_MS);
+      if (hello.type !== 'hello') {
+        await this.refuse(`expected HELLO, got ${hello.type.toUpperCase()}`);
+        return;
+      }
+      const problem = this.checkHello(hello);
+      if (problem !== null) {
+        await this.refuse(problem, hello.type === 'hello' && hello.protocolVersion === PROTOCOL_VERSION ? hello.name : undefined);
+        return;
+      }
+      if (hello.role === 'save') await new SaveTransfer(this.link, this.channel, this.ctx, hello).run();
+      else await new LoadTransfer(this.link, this.channel, this.ctx, hello.name).run();
+    } catch (err) {
+      this.ctx.log.warning(`Connection from ${this.peer} ended: ${(err as Error).message}`);
+      this.link.close((err as Error).message);
+    }
+  }
+
+  /** Why a HELLO is not accepted, or null. The token is checked before anything else about the request. */
+  private checkHello(hello: Extract<Message, { type: 'hello' }>): string | null {
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      return `protocol version ${hello.protocolVersion} not supported (this receiver speaks version ${PROTOCOL_VERSION})`;
+    }
+    if (!tokensEqual(hello.token, this.ctx.token)) return 'wrong auth token';
+    const nameProblem = snapshotNameProblem(hello.name);
+    if (nameProblem !== null) return nameProblem;
+    if (hello.formatVersion !== IMAGE_FORMAT_VERSION) {
+      return `image format version ${hello.formatVersion} not supported (this receiver stores version ${IMAGE_FORMAT_VERSION})`;
+    }
+    if (hello.role === 'save' && hello.header === null) return 'a save must carry the image header';
+    return null;
+  }
+
+  private async refuse(reason: string, name?: string): Promise<void> {
+    this.ctx.log.warning(`Refused ${this.peer}${name !== undefined ? ` (image '${printable(name)}')` : ''}: ${reason}`);
+    await this.channel.send({ type: 'refuse', reason }).catch(() => {});
+    this.link.close(`refused: ${reason}`);
+  }
+}
+
+/** The receiver's side of a SAVE. */
+class SaveTransfer {
+  private readonly name: string;
+  private readonly encodedHeader: Buffer;
+  private verifier!: ImageVerifier;
+  private file: fs.promises.FileHandle | null = null;
+  private tempPath = '';
+  private ring: Buffer | null = null;
+  private slotBytes = 0;
+  private readonly busy = new Array<boolean>(RING_SLOTS).fill(false);
+  private readonly inflight = new Set<Promise<void>>();
+  private committing = false;
+  private finished = false;
+  private bytesWritten = 0;
+  private readonly startedAt = Date.now();
+  private idleTimer: NodeJS.Timeout | null = null;
+  private settle: () => void = () => {};
+
+  constructor(
+    private readonly link: Link,
+    private readonly channel: MessageChannel,
+    private readonly ctx: SessionContext,
+    hello: Extract<Message, { type: 'hello' }>,
+  ) {
+    this.name = hello.name;
+    this.encodedHeader = hello.header!;
+  }
+
+  private get peer(): string {
+    return this.link.remoteAddress;
+  }
+
+  /** "generation 4 stays current" / "there is still no image". */
+  private previous(): string {
+    const current = this.ctx.store.current(this.name);
+    return current instanceof Error || current === null ? `'${this.name}' still has no usable image` : `generation ${current.generation} stays current`;
+  }
+
+  async run(): Promise<void> {
+    try {
+      this.verifier = new ImageVerifier(this.encodedHeader);
+    } catch (err) {
+      await this.refuse(`incompatible image: ${(err as Error).message}`);
+      return;
+    }
+    const h = this.verifier.header;
+    if (h.pageSize !== PAGE_BYTES) {
+      await this.refuse(`incompatible image: page size ${h.pageSize} (this receiver takes ${PAGE_BYTES}-byte pages)`);
+      return;
+    }
+    const total = imageSize(h);
+    const free = await freeBytes(this.ctx.store.dir);
+    if (free !== null && free < total) {
+      await this.refuse(`not enough disk space in ${this.ctx.store.dir} (${total} bytes needed, ${free} free)`);
+      return;
+    }
+    this.tempPath = this.ctx.store.tempPath(this.name);
+    this.file = await fs.promises.open(this.tempPath, 'w', 0o644);
+    const done = new Promise<void>((resolve) => { this.settle = resolve; });
+    this.channel.onClose((reason) => {
+      if (!this.committing) void this.fail(`connection lost: ${reason}`, false);
+    });
+    try {
+      await writeFully(this.file, this.encodedHeader, 0, this.encodedHeader.length, 0);
+      this.slotBytes = BLOCK_HEADER_BYTES + h.pageSize;
+      this.ring = this.ctx.acquireRing(RING_SLOTS * this.slotBytes);
+      await this.link.expose(RING_REGION, [this.ring]);
+      await this.channel.send({ type: 'welcome', region: RING_REGION, slots: RING_SLOTS, slotBytes: this.slotBytes });
+    } catch (err) {
+      await this.fail((err as Error).message, true);
+      return done;
+    }
+    this.ctx.log.notice(`Receiving image '${this.name}' from ${this.peer} (${total} bytes, ${h.blockCount} blocks)`);
+    this.touch();
+    this.channel.listen((m) => {
+      if (this.finished) return;
+      this.touch();
+      try {
+        this.onMessage(m);
+      } catch (err) {
+        void this.fail((err as Error).message, true);
+      }
+    });
+    return done;
+  }
+
+  private async refuse(reason: string): Promise<void> {
+    this.ctx.log.warning(`Refused ${this.peer} (image '${this.name}'): ${reason}`);
+    await this.channel.send({ type: 'refuse', reason }).catch(() => {});
+    this.link.close(`refused: ${reason}`);
+  }
+
+  private touch(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => void this.fail(`no message from the server for ${IDLE_TIMEOUT_MS / 1000} s`, true), IDLE_TIMEOUT_MS);
+    this.idleTimer.unref();
+  }
+
+  private onMessage(m: Message): void {
+    switch (m.type) {
+      case 'block': this.onBlock(m.slot, m.index); return;
+      case 'commit': void this.commit(m.trailer); return;
+      case 'failed': void this.fail(`the server abandoned the transfer: ${printable(m.reason)}`, false); return;
+      default: throw new Error(`protocol error: unexpected ${m.type.toUpperCase()} during a save`);
+    }
+  }
+
+  private onBlock(slot: number, index: number): void {
+    if (this.committing) throw new Error('protocol error: BLOCK after COMMIT');
+    if (slot >= RING_SLOTS) throw new Error(`protocol error: block ${index} in slot ${slot}, but the ring has ${RING_SLOTS} slots`);
+    if (this.busy[slot]) throw new Error(`protocol error: slot ${slot} reused before it was credited back`);
+    if (index !== this.verifier.nextBlock) throw new Error(`protocol error: block ${index} arrived, expected block ${this.verifier.nextBlock}`);
+    const ring = this.ring!;
+    const at = slot * this.slotBytes;
+    const blockHeader = ring.subarray(at, at + BLOCK_HEADER_BYTES);
+    const payload = ring.subarray(at + BLOCK_HEADER_BYTES, at + this.slotBytes);
+    const { page } = this.verifier.checkBlockHeader(blockHeader);
+    this.verifier.acceptBlock(blockHeader, blockCrc(page, payload));
+    this.busy[slot] = true;
+    const write = writeFully(this.file!, ring, at, this.slotBytes, imageBlockOffset(this.verifier.header, index)).then(() => {
+      this.inflight.delete(write);
+      this.busy[slot] = false;
+      this.bytesWritten += this.slotBytes;
+      if (!this.finished) this.channel.send({ type: 'credit', slot }).catch(() => {});
+    }, (err: Error) => {
+      this.inflight.delete(write);
+      void this.fail(`writing ${this.tempPath}: ${err.message}`, true);
+    });
+    this.inflight.add(write);
+  }
+
+  private async commit(trailer: Buffer): Promise<void> {
+    const h = this.verifier.header;
+    try {
+      this.verifier.checkTrailer(trailer);
+    } catch (err) {
+      await this.fail(`the image does not verify: ${(err as Error).message}`, true);
+      return;
+    }
+    // From here the image is whole and verified: it is committed even if the server goes away meanwhile.
+    this.committing = true;
+    try {
+      while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+      if (this.finished) return; // a write failed
+      const file = this.file!;
+      await writeFully(file, trailer, 0, TRAILER_BYTES, imageSize(h) - TRAILER_BYTES);
+      await file.sync();
+      await file.close();
+      this.file = null;
+      const image = await this.ctx.store.commit(this.name, this.tempPath, h, this.encodedHeader);
+      const ms = Date.now() - this.startedAt;
+      this.ctx.log.notice(`Image '${this.name}' generation ${image.generation} committed from ${this.peer}: ` +
+        `${image.bytes} bytes (${mib(image.bytes)} MiB) in ${ms} ms, ${rate(image.bytes, ms)}`);
+      this.finish();
+      this.releaseRing();
+      await this.channel.send({ type: 'committed', generation: image.generation }).catch(() => {});
+      this.link.close('committed');
+    } catch (err) {
+      this.committing = false;
+      await this.fail(`committing the image: ${(err as Error).message}`, true);
+    }
+  }
+
+  private finish(): void {
+    this.finished = true;
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.settle();
+  }
+
+  /** Abandon the transfer: tell the server (if it is still there), remove the temp file, free the ring. */
+  private async fail(reason: string, tellPeer: boolean): Promise<void> {
+    if (this.finished) return;
+    this.finish();
+    this.ctx.log.warning(`Transfer of image '${this.name}' from ${this.peer} failed: ${reason}; ${this.previous()}`);
+    if (tellPeer) await this.channel.send({ type: 'failed', reason }).catch(() => {});
+    this.link.close(reason);
+    await Promise.allSettled([...this.inflight]);
+    if (this.file !== null) await this.file.close().catch(() => {});
+    this.file = null;
+    if (this.tempPath !== '') await fs.promises.rm(this.tempPath, { force: true }).catch(() => {});
+    this.releaseRing();
+  }
+
+  private releaseRing(): void {
+    if (this.ring !== null) this.ctx.releaseRing(this.ring);
+    this.ring = null;
+  }
+}
+
+/** Free bytes for unprivileged writers in `dir`, or null if the platform cannot tell. */
+async function freeBytes(dir: string): Promise<number | null> {
+  try {
+    const s = await fs.promises.statfs(dir);
+    return s.bavail * s.bsize;
+  } catch {
+    return null;
+  }
+}
+
+/** The receiver's side of a LOAD. */
+class LoadTransfer {
+  private credits = 0;
+  private creditWaiter: (() => void) | null = null;
+  private failure: Error | null = null;
+  private loaded = false;
+  private loadedWaiter: (() => void) | null = null;
+
+  constructor(
+    private readonly link: Link,
+    private readonly channel: MessageChannel,
+    private readonly ctx: SessionContext,
+    private readonly name: string,
+  ) {}
+
+  private get peer(): string {
+    return this.link.remoteAddress;
+  }
+
+  async run(): Promise<void> {
+    const log = this.ctx.log;
+    let image: StoredImage | null | Error = this.ctx.store.current(this.name);
+    let file: fs.promises.FileHandle | null = null;
+    // The current image may be pruned between looking it up and opening it: look again.
+    for (let attempt = 0; attempt < 3 && image !== null && !(image instanceof Error) && file === null; attempt++) {
+      try {
+        file = await fs.promises.open(image.file, 'r');
+      } catch {
+        image = this.ctx.store.current(this.name);
+      }
+    }
+    if (image instanceof Error) {
+      log.warning(`Load of image '${this.name}' by ${this.peer} refused: ${image.message}`);
+      await this.channel.send({ type: 'failed', reason: image.message }).catch(() => {});
+      this.link.close(image.message);
+      return;
+    }
+    if (image === null || file === null) {
+      log.notice(`Load of image '${this.name}' by ${this.peer}: there is no image under this name`);
+      await this.channel.send({ type: 'no-image' }).catch(() => {});
+      this.link.close('no image');
+      return;
+    }
+    const started = Date.now();
+    const reads: Array<Promise<Buffer>> = [];
+    try {
+      await this.channel.send({ type: 'image', generation: image.generation, header: image.encodedHeader });
+      const ready = await this.channel.next('READY', IDLE_TIMEOUT_MS);
+      if (ready.type === 'failed') throw new Error(`the server gave up: ${printable(ready.reason)}`);
+      if (ready.type !== 'ready') throw new Error(`protocol error: expected READY, got ${ready.type.toUpperCase()}`);
+      if (ready.region !== POOL_REGION) throw new Error(`protocol error: READY names region ${ready.region}`);
+      this.credits = Math.max(1, Math.min(MAX_LOAD_WINDOW, ready.window));
+      this.listen();
+      log.notice(`Serving image '${this.name}' generation ${image.generation} to ${this.peer} (${image.bytes} bytes)`);
+      const h = image.header;
+      const blockBytes = BLOCK_HEADER_BYTES + h.pageSize;
+      const fh = file;
+      const startRead = (index: number): Promise<Buffer> => {
+        const buf = this.link.acquireStaging(blockBytes) ?? Buffer.allocUnsafeSlow(blockBytes);
+        return readFully(fh, buf, 0, blockBytes, imageBlockOffset(h, index)).then(() => buf);
+      };
+      let nextRead = 0;
+      while (nextRead < Math.min(h.blockCount, LOAD_READ_AHEAD)) reads.push(startRead(nextRead++));
+      for (let index = 0; index < h.blockCount; index++) {
+        await this.takeCredit();
+        const buf = await reads.shift()!;
+        if (nextRead < h.blockCount) reads.push(startRead(nextRead++));
+        const blockHeader = Buffer.from(buf.subarray(0, BLOCK_HEADER_BYTES));
+        const page = blockHeader.readUInt32LE(4);
+        if (page >= h.pageCount || blockHeader.readUInt32LE(8) !== h.pageSize) {
+          throw new Error(`image '${this.name}' generation ${image.generation} is damaged: block ${index} names page ${page}`);
+        }
+        await this.link.write(POOL_REGION, page * h.pageSize, [buf.subarray(BLOCK_HEADER_BYTES)]);
+        this.link.releaseStaging(buf);
+        await this.channel.send({ type: 'load-block', index, blockHeader });
+      }
+      const trailer = Buffer.alloc(TRAILER_BYTES);
+      await readFully(file, trailer, 0, TRAILER_BYTES, imageSize(h) - TRAILER_BYTES);
+      await this.channel.send({ type: 'end', trailer });
+      await this.waitLoaded();
+      const ms = Date.now() - started;
+      log.notice(`Image '${this.name}' generation ${image.generation} loaded by ${this.peer}: ${image.bytes} bytes in ${ms} ms, ` +
+        rate(image.bytes, ms));
+      this.link.close('loaded');
+    } catch (err) {
+      const reason = this.failure?.message ?? (err as Error).message;
+      log.warning(`Serving image '${this.name}' to ${this.peer} failed: ${reason}`);
+      await this.channel.send({ type: 'failed', reason }).catch(() => {});
+      this.link.close(reason);
+    } finally {
+      await Promise.allSettled(reads);
+      await file.close().catch(() => {});
+    }
+  }
+
+  private listen(): void {
+    this.channel.listen((m) => {
+      if (m.type === 'load-credit') {
+        this.credits += m.count;
+        this.wake();
+      } else if (m.type === 'loaded') {
+        this.loaded = true;
+        this.wake();
+      } else if (m.type === 'failed') {
+        this.abort(new Error(`the server gave up: ${printable(m.reason)}`));
+      } else {
+        this.abort(new Error(`protocol error: unexpected ${m.type.toUpperCase()} during a load`));
+      }
+    });
+    this.channel.onClose((reason) => this.abort(new Error(`connection lost: ${reason}`)));
+  }
+
+  private abort(err: Error): void {
+    if (this.failure === null) this.failure = err;
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiters = [this.creditWaiter, this.loadedWaiter];
+    this.creditWaiter = null;
+    this.loadedWaiter = null;
+    for (const w of waiters) w?.();
+  }
+
+  private async takeCredit(): Promise<void> {
+    for (;;) {
+      if (this.failure !== null) throw this.failure;
+      if (this.credits > 0) {
+        this.credits--;
+        return;
+      }
+      await this.wait('credit');
+    }
+  }
+
+  private async waitLoaded(): Promise<void> {
+    for (;;) {
+      if (this.loaded) return;
+      if (this.failure !== null) throw this.failure;
+      await this.wait('loaded');
+    }
+  }
+
+  private wait(what: 'credit' | 'loaded'): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no answer from the server for ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      if (what === 'credit') this.creditWaiter = done;
+      else this.loadedWaiter = done;
+    });
+  }
+}

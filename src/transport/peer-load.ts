@@ -1,0 +1,154 @@
+// Loading the pool from a poolkv-receiver at start-up (the LOAD conversation
+// of docs/snapshot-protocol.md):
+//
+//   HELLO{load, name, token}  →  IMAGE{generation, header} | NO_IMAGE | REFUSE | FAILED
+//   map a pool of the image's geometry, expose it as POOL_REGION, READY{window}
+//   the receiver write()s each page straight to page * PAGE_BYTES in the pool
+//   and announces it with LOAD_BLOCK{index, block header}; the page's CRC is
+//   checked in place and LOAD_CREDIT lets the receiver send one more
+//   END{trailer}: the whole-image checksum; LOADED
+//
+// Nothing is deserialized: the pool's meta pages bring back the database
+// roots and allocator metadata, exactly as a file load does. Any problem
+// (unreachable, refused, bad block, lost connection) rejects with the peer
+// and the reason; the caller must then not serve the pool.
+import { PoolFormatError } from '../pool/errors';
+import type { SharedMapping } from '../pool/mapping';
+import type { Pool } from '../pool/pool';
+import { blockCrc, IMAGE_FORMAT_VERSION, ImageError, type ImageHeader, imageSize, ImageVerifier } from '../snapshot/image';
+import { attachLoadedPool, checkImageFits, type LoadedImage, type LoadHooks, type LoadOptions, mapPoolFor, pageView } from '../snapshot/load';
+import { connectLink, registerPoolRegion } from './links';
+import { describePeer, type PeerOptions } from './peer-sink';
+import { LOAD_WINDOW, type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION } from './protocol';
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_REPLY_TIMEOUT_MS = 30000;
+
+export type PeerLoadResult =
+  | { found: true; image: LoadedImage; generation: number }
+  | { found: false };
+
+/** Load the current image of `options.name` from the receiver into a new pool. */
+export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: LoadHooks = {}): Promise<PeerLoadResult> {
+  const started = process.hrtime.bigint();
+  const where = describePeer(options);
+  const replyTimeout = options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
+  let link;
+  try {
+    link = await connectLink(options.kind, { host: options.host, port: options.port, timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
+  } catch (err) {
+    throw new Error(`${where} is unreachable: ${(err as Error).message}`);
+  }
+  const channel = new MessageChannel(link);
+  let mapping: SharedMapping | null = null;
+  let handedOut = false;
+  try {
+    await channel.send({
+      type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'load', name: options.name,
+      token: Buffer.from(options.token, 'utf8'), formatVersion: IMAGE_FORMAT_VERSION, header: null,
+    });
+    const reply = await channel.next('IMAGE', replyTimeout);
+    if (reply.type === 'no-image') {
+      link.close('no image');
+      return { found: false };
+    }
+    if (reply.type === 'refuse' || reply.type === 'failed') throw new Error(`${where} refused the load: ${printable(reply.reason)}`);
+    if (reply.type !== 'image') throw new Error(`protocol error: expected IMAGE, got ${reply.type.toUpperCase()}`);
+    const verifier = new ImageVerifier(reply.header);
+    const h = verifier.header;
+    checkImageFits(h, options);
+    mapping = mapPoolFor(h, options);
+    const views = mapping.views;
+    await registerPoolRegion(options.kind, views, options.host);
+    await link.expose(POOL_REGION, views);
+    hooks.onStart?.(h, imageSize(h));
+    await channel.send({ type: 'ready', region: POOL_REGION, window: LOAD_WINDOW });
+    const m = mapping;
+    const pool = await receiveBlocks(channel, verifier, m, replyTimeout, hooks, () => { handedOut = true; });
+    link.close('loaded');
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    return { found: true, image: { pool, mapping: m, header: h, seconds }, generation: reply.generation };
+  } catch (err) {
+    const reason = (err as Error).message;
+    if (channel.closedReason === null) {
+      await channel.send({ type: 'failed', reason }).catch(() => {});
+      link.close(reason);
+    }
+    // A pool already handed out stays mapped: its owner exits without serving it.
+    if (!handedOut) (mapping as SharedMapping | null)?.close();
+    if (err instanceof ImageError || err instanceof PoolFormatError) throw new Error(`${where} sent an image that cannot be loaded: ${reason}`);
+    throw new Error(reason.startsWith(where) ? reason : `${where}: ${reason}`);
+  }
+}
+
+/** The block stream: verify each page in place, credit it, attach the pool after the meta pages. */
+function receiveBlocks(
+  channel: MessageChannel,
+  verifier: ImageVerifier,
+  mapping: SharedMapping,
+  replyTimeout: number,
+  hooks: LoadHooks,
+  onHandedOut: () => void,
+): Promise<Pool> {
+  const h: ImageHeader = verifier.header;
+  return new Promise<Pool>((resolve, reject) => {
+    let pool: Pool | null = null;
+    let poolReady: Promise<void> = Promise.resolve();
+    let settled = false;
+    let loadedBytes = 0;
+    let idle: NodeJS.Timeout | null = null;
+    const finish = (err: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      if (idle !== null) clearTimeout(idle);
+      if (err !== null) reject(err);
+      else resolve(pool!);
+    };
+    const touch = (): void => {
+      if (idle !== null) clearTimeout(idle);
+      idle = setTimeout(() => finish(new Error(`no data for ${Math.round(replyTimeout / 1000)} s`)), replyTimeout);
+    };
+    const onMessage = (m: Message): void => {
+      switch (m.type) {
+        case 'load-block': {
+          if (m.index !== verifier.nextBlock) throw new Error(`protocol error: block ${m.index} announced, expected block ${verifier.nextBlock}`);
+          const { page } = verifier.checkBlockHeader(m.blockHeader);
+          verifier.acceptBlock(m.blockHeader, blockCrc(page, pageView(mapping.views, page)));
+          loadedBytes += m.blockHeader.length + h.pageSize;
+          channel.send({ type: 'load-credit', count: 1 }).catch(() => {});
+          hooks.onProgress?.(loadedBytes);
+          if (verifier.nextBlock === h.metaPages) {
+            pool = attachLoadedPool(mapping, h);
+            if (hooks.onPoolReady !== undefined) {
+              onHandedOut();
+              poolReady = Promise.resolve(hooks.onPoolReady(pool, h));
+              poolReady.catch((err: Error) => finish(err));
+            }
+          }
+          return;
+        }
+        case 'end':
+          verifier.checkTrailer(m.trailer);
+          channel.send({ type: 'loaded' }).catch(() => {});
+          poolReady.then(() => finish(null), (err: Error) => finish(err));
+          return;
+        case 'failed':
+        case 'refuse':
+          throw new Error(`the receiver gave up: ${printable(m.reason)}`);
+        default:
+          throw new Error(`protocol error: unexpected ${m.type.toUpperCase()} during a load`);
+      }
+    };
+    touch();
+    channel.listen((m) => {
+      if (settled) return;
+      touch();
+      try {
+        onMessage(m);
+      } catch (err) {
+        finish(err as Error);
+      }
+    });
+    channel.onClose((reason) => finish(new Error(`connection lost: ${reason}`)));
+  });
+}
