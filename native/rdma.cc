@@ -54,7 +54,8 @@ Napi::Value RegisterRegionJs(const Napi::CallbackInfo& info) {
 Napi::Value StatsJs(const Napi::CallbackInfo& info) {
   Napi::Object stats = Napi::Object::New(info.Env());
   for (const char* key : {"registrations", "reuseHits", "regionMrs", "regionBytes", "pinnedBytes",
-                          "connectionsOpen", "listenersOpen", "stagingBytes"}) {
+                          "connectionsOpen", "listenersOpen", "stagingBytes", "writeBytesZeroCopy",
+                          "writeBytesCopied"}) {
     stats.Set(key, 0);
   }
   return stats;
@@ -493,6 +494,8 @@ Napi::Value StatsJs(const Napi::CallbackInfo& info) {
   result.Set("connectionsOpen", static_cast<double>(stats.connections_open));
   result.Set("listenersOpen", static_cast<double>(stats.listeners_open));
   result.Set("stagingBytes", static_cast<double>(stats.staging_bytes));
+  result.Set("writeBytesZeroCopy", static_cast<double>(stats.write_bytes_zero_copy));
+  result.Set("writeBytesCopied", static_cast<double>(stats.write_bytes_copied));
   return result;
 }
 

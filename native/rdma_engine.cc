@@ -189,6 +189,8 @@ struct Globals {
   std::atomic<uint64_t> pinned_bytes{0};
   std::atomic<uint64_t> connections_open{0};
   std::atomic<uint64_t> listeners_open{0};
+  std::atomic<uint64_t> write_bytes_zero_copy{0};
+  std::atomic<uint64_t> write_bytes_copied{0};
 };
 
 Globals& G() {
@@ -420,6 +422,8 @@ RegistryStats Stats() {
   stats.connections_open = G().connections_open.load();
   stats.listeners_open = G().listeners_open.load();
   for (Device* device : G().devices) stats.staging_bytes += device->staging_bytes;
+  stats.write_bytes_zero_copy = G().write_bytes_zero_copy.load();
+  stats.write_bytes_copied = G().write_bytes_copied.load();
   return stats;
 }
 
@@ -436,7 +440,7 @@ Connection::~Connection() {
     thread_.join();
   }
   ReleaseResources();
-  if (wake_fd_ >= 0) close(wake_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);  // never started
   G().connections_open--;
 }
 
@@ -507,6 +511,11 @@ void Connection::Join() {
 
 void Connection::RequestShutdown() {
   shutdown_requested_ = true;
+  Wake();
+}
+
+void Connection::Wake() {
+  std::lock_guard<std::mutex> lock(wake_mu_);
   if (wake_fd_ >= 0) {
     uint64_t one = 1;
     ssize_t ignored = write(wake_fd_, &one, sizeof one);
@@ -544,9 +553,7 @@ uint64_t Connection::Enqueue(Op op) {
     op.token = token;
     incoming_.push_back(std::move(op));
   }
-  uint64_t one = 1;
-  ssize_t ignored = write(wake_fd_, &one, sizeof one);
-  (void)ignored;
+  Wake();
   return token;
 }
 
@@ -642,6 +649,12 @@ void Connection::Run() {
     closed_for_ops_ = true;
   }
   ReleaseResources();
+  {
+    // Every descriptor goes with the thread, not with the (garbage-collected) JS wrapper.
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    close(wake_fd_);
+    wake_fd_ = -1;
+  }
   LinkEvent closed{LinkEvent::kClosed};
   closed.text = failed_ ? fail_reason_ : "closed";
   PushEvent(std::move(closed));
@@ -1159,6 +1172,8 @@ bool Connection::PostNextWrite(Op& op, bool* op_done) {
     Fail("ibv_post_send (RDMA WRITE): " + Errno(rc));
     return false;
   }
+  G().write_bytes_copied += bounce_used;
+  G().write_bytes_zero_copy += taken - bounce_used;
   op.posted += taken;
   op.part_index = part_index;
   op.part_offset = part_offset;
@@ -1234,6 +1249,7 @@ void Listener::Join() {
 
 void Listener::RequestShutdown() {
   shutdown_requested_ = true;
+  std::lock_guard<std::mutex> lock(wake_mu_);
   if (wake_fd_ >= 0) {
     uint64_t one = 1;
     ssize_t ignored = write(wake_fd_, &one, sizeof one);
@@ -1346,6 +1362,11 @@ void Listener::Run() {
   if (channel_ != nullptr) {
     rdma_destroy_event_channel(channel_);
     channel_ = nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    close(wake_fd_);
+    wake_fd_ = -1;
   }
   PushEvent(ListenerEvent{ListenerEvent::kClosed});
   if (on_exit_) on_exit_();

@@ -74,6 +74,8 @@ struct RegistryStats {
   uint64_t connections_open = 0;  // Connection objects alive
   uint64_t listeners_open = 0;
   uint64_t staging_bytes = 0;
+  uint64_t write_bytes_zero_copy = 0;  // RDMA WRITE bytes sent straight from registered memory
+  uint64_t write_bytes_copied = 0;     // bytes first copied into a bounce buffer
 };
 RegistryStats Stats();
 
@@ -182,7 +184,7 @@ class Connection {
   void ReleaseResources();
   void PushEvent(LinkEvent event);
   uint64_t Enqueue(Op op);
-  std::string Describe() const;
+  void Wake();
 
   // Set up before Start(); owned by the thread afterwards.
   bool active_ = true;
@@ -196,6 +198,7 @@ class Connection {
   ibv_cq* cq_ = nullptr;
   bool qp_created_ = false;
   bool connected_ = false;
+  std::mutex wake_mu_;  // the wake eventfd is closed when the thread ends; writers check under this
   int wake_fd_ = -1;
   unsigned unacked_cq_events_ = 0;
   int send_depth_ = 0;
@@ -263,6 +266,7 @@ class Listener {
   int port_;
   rdma_event_channel* channel_ = nullptr;
   rdma_cm_id* id_ = nullptr;
+  std::mutex wake_mu_;
   int wake_fd_ = -1;
   std::thread thread_;
   Notifier notify_;

@@ -113,3 +113,80 @@ export function pageIo(): PageIoNative | null {
   }
   return pageIoCached;
 }
+
+// ---- RDMA transport (native/rdma.cc, native/rdma_engine.cc) ----------------
+// Declared as a second PoolkvNative block (interface merging) so the RDMA
+// typings stay apart from the page-I/O ones. Used by rdma-link.ts.
+
+/** Opaque handle to a native connection (a napi External); give it to `new RdmaConnection()`. */
+export interface RdmaConnectionHandle {
+  readonly __rdmaConnectionHandle: never;
+}
+
+/** What a connection's engine thread reports, in order, batched per JS call. */
+export type RdmaLinkEvent =
+  | { type: 'established'; device: string; local: string; remote: string }
+  | { type: 'message'; data: Buffer }
+  /** Every operation whose token is at most `token` has completed. */
+  | { type: 'completed'; token: number }
+  | { type: 'opFailed'; token: number; error: string }
+  /** The engine thread is done; no native code touches the link's buffers after this. */
+  | { type: 'closed'; reason: string };
+
+export type RdmaListenerEvent =
+  | { type: 'listening'; port: number; address: string }
+  | { type: 'connection'; handle: RdmaConnectionHandle }
+  | { type: 'error'; message: string }
+  | { type: 'closed' };
+
+export interface NativeRdmaConnection {
+  /** Starts the engine thread; `onEvents` runs on the JS thread. */
+  start(onEvents: (events: RdmaLinkEvent[]) => void): void;
+  /** Each returns the operation's token; throws when the call is invalid. */
+  send(message: Buffer): number;
+  expose(id: number, region: Buffer[]): number;
+  /** 0 when there is nothing to move (all parts empty). */
+  write(id: number, offset: number, parts: Buffer[]): number;
+  close(): void;
+  /** The device's registered staging arena, or why there is none. */
+  stagingArena(): Buffer | string;
+}
+
+export interface NativeRdmaListener {
+  close(): void;
+}
+
+export interface RdmaRegistration {
+  /** The RDMA device the memory was registered with ("rxe0"). */
+  device: string;
+  bytes: number;
+  /** False when an existing registration already covered the range. */
+  registered: boolean;
+}
+
+export interface RdmaStats {
+  /** ibv_reg_mr calls made for regions (pool, exposed regions, staging arenas). */
+  registrations: number;
+  /** Region registrations satisfied by an existing MR. */
+  reuseHits: number;
+  regionMrs: number;
+  regionBytes: number;
+  /** All bytes this process has pinned for RDMA (regions plus per-link buffers). */
+  pinnedBytes: number;
+  /** Native connection objects alive (a closed link's goes when its JS wrapper is collected). */
+  connectionsOpen: number;
+  listenersOpen: number;
+  stagingBytes: number;
+  writeBytesZeroCopy: number;
+  writeBytesCopied: number;
+}
+
+export interface PoolkvNative {
+  /** Null when an RDMA device and rdma_cm are usable, else why not (naming what to install or load). */
+  rdmaUnavailableReason(): string | null;
+  rdmaConnect(host: string, port: number, timeoutMs: number): RdmaConnectionHandle;
+  RdmaConnection: new (handle: RdmaConnectionHandle) => NativeRdmaConnection;
+  RdmaListener: new (host: string, port: number, onEvents: (events: RdmaListenerEvent[]) => void) => NativeRdmaListener;
+  rdmaRegisterRegion(region: Buffer[], hostForDevice: string): Promise<RdmaRegistration>;
+  rdmaStats(): RdmaStats;
+}

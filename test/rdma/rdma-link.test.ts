@@ -1,0 +1,568 @@
+// The RDMA Link (src/transport/rdma-link.ts) against real verbs: run inside
+// ../shared/rxe-vm/run (soft-RoCE rxe0 at $RXE_ADDR), e.g.
+//   npx tsc -p . && ../shared/rxe-vm/run -- npx mocha --no-config --exit --timeout 60000 dist/test/rdma/rdma-link.test.js
+// Elsewhere the RDMA suite is skipped (or fails with POOLKV_REQUIRE_RDMA=1) and
+// only the host-side availability check runs.
+//
+// This file doubles as the child peer of the kill/memlock tests: run by node
+// with POOLKV_RDMA_TEST_PEER set, it plays that peer instead of defining tests.
+import * as assert from 'assert';
+import { spawn, type ChildProcess } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import { LINK_MAX_MESSAGE, type Link, type LinkListener } from '../../src/transport/link';
+import {
+  RDMA_STAGING_MAX_BYTES,
+  connectRdma,
+  listenRdma,
+  rdmaStats,
+  rdmaUnavailableReason,
+  registerRdmaRegion,
+} from '../../src/transport/rdma-link';
+import { rng } from '../helpers/random';
+import { describeRdma, rdmaTestEnv } from '../helpers/rdma-env';
+
+const MiB = 1 << 20;
+
+// ---- helpers --------------------------------------------------------------------
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function eventually(check: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Collects a link's messages so a test can await them one by one. */
+class Inbox {
+  private readonly queue: Buffer[] = [];
+  private readonly waiters: Array<(message: Buffer) => void> = [];
+
+  constructor(link: Link) {
+    link.onMessage((message) => {
+      const waiter = this.waiters.shift();
+      if (waiter) waiter(message);
+      else this.queue.push(message);
+    });
+  }
+
+  next(what = 'a message', ms = 30000): Promise<Buffer> {
+    const ready = this.queue.shift();
+    if (ready) return Promise.resolve(ready);
+    return withTimeout(new Promise<Buffer>((resolve) => this.waiters.push(resolve)), ms, what);
+  }
+
+  async expectText(text: string): Promise<void> {
+    assert.strictEqual((await this.next(`message "${text}"`)).toString(), text);
+  }
+}
+
+/** Records onClose calls, to check a link reports its end exactly once. */
+function closeLog(link: Link): string[] {
+  const reasons: string[] = [];
+  link.onClose((reason) => reasons.push(reason));
+  return reasons;
+}
+
+function fdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+function threadCount(): number {
+  return fs.readdirSync('/proc/self/task').length;
+}
+
+function messageBody(index: number, size: number): Buffer {
+  const body = Buffer.alloc(size);
+  for (let j = 0; j < size; j++) body[j] = (index * 31 + j) & 0xff;
+  if (size >= 4) body.writeUInt32LE(index, 0);
+  return body;
+}
+
+function spawnPeer(mode: string, env: Record<string, string> = {}, wrapper?: (node: string, script: string) => string[]): ChildProcess {
+  const script = __filename;
+  const args = wrapper ? wrapper(process.execPath, script) : [process.execPath, script];
+  return spawn(args[0]!, args.slice(1), {
+    env: { ...process.env, ...env, POOLKV_RDMA_TEST_PEER: mode },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** The first stdout line of `child` matching `pattern` (stderr is kept for the error). */
+function childLine(child: ChildProcess, pattern: RegExp, ms: number): Promise<RegExpExecArray> {
+  return withTimeout(
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const match = pattern.exec(out);
+        if (match) resolve(match);
+      });
+      child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      child.on('exit', (code, signal) => reject(new Error(`peer exited (${code ?? signal}) before printing ${pattern}: ${out}${err}`)));
+    }),
+    ms,
+    `the peer's ${pattern}`,
+  );
+}
+
+// ---- host side: runs everywhere -----------------------------------------------------
+
+function defineSuites(): void {
+  describe('RDMA link availability', function () {
+    it('explains why RDMA is unusable, and connect/listen/register reject with that reason', async function () {
+      const reason = rdmaUnavailableReason();
+      if (reason === null) {
+        // A usable device (the VM): the reason must then be null and the env helper agree.
+        assert.strictEqual(rdmaTestEnv().available, (process.env.RXE_ADDR ?? '') !== '');
+        return;
+      }
+      assert.match(reason, /no RDMA device|not compiled|rdma_cm unavailable|addon/);
+      assert.strictEqual(rdmaTestEnv().available, false);
+      await assert.rejects(connectRdma({ host: '198.18.0.1', port: 7070, timeoutMs: 2000 }), (err: Error) => {
+        assert.match(err.message, /^cannot connect over RDMA to 198\.18\.0\.1:7070: /);
+        assert.ok(err.message.includes(reason), err.message);
+        return true;
+      });
+      await assert.rejects(listenRdma({ host: '198.18.0.1', port: 0, onLink: () => {} }), (err: Error) => {
+        assert.match(err.message, /^cannot listen for RDMA on 198\.18\.0\.1:0: /);
+        assert.ok(err.message.includes(reason), err.message);
+        return true;
+      });
+      await assert.rejects(registerRdmaRegion([Buffer.alloc(4096)], '198.18.0.1'), (err: Error) => {
+        assert.ok(err.message.includes(reason), err.message);
+        return true;
+      });
+    });
+  });
+
+  describeRdma('RDMA link over rxe', function () {
+    const host = rdmaTestEnv().host;
+    const cleanups: Array<() => unknown> = [];
+
+    afterEach(async function () {
+      while (cleanups.length > 0) {
+        try {
+          await cleanups.pop()!();
+        } catch {
+          // best effort
+        }
+      }
+    });
+
+    async function listen(onLink: (link: Link) => void): Promise<LinkListener> {
+      const listener = await listenRdma({ host, port: 0, onLink });
+      cleanups.push(() => listener.close());
+      return listener;
+    }
+
+    /** A listener, a connected client link and the server's end of it. */
+    async function openPair(): Promise<{ listener: LinkListener; client: Link; server: Link }> {
+      let accepted!: (link: Link) => void;
+      const serverLink = new Promise<Link>((resolve) => (accepted = resolve));
+      const listener = await listen((link) => accepted(link));
+      const client = await connectRdma({ host, port: listener.port, timeoutMs: 20000 });
+      cleanups.push(() => client.close());
+      const server = await withTimeout(serverLink, 20000, 'the accepted link');
+      cleanups.push(() => server.close());
+      return { listener, client, server };
+    }
+
+    it('connects, carries messages both ways in order at every size, and rejects oversize ones', async function () {
+      const { client, server } = await openPair();
+      assert.strictEqual(client.kind, 'rdma');
+      assert.match(client.description, /^rdma 198\.18\.\d+\.\d+:\d+ \(rxe\d+\)$|^rdma .+ \(.+\)$/);
+      assert.match(server.remoteAddress, /:\d+$/);
+      const count = 400;
+      const random = rng(7);
+      const sizes = Array.from({ length: count }, (_, i) =>
+        i === 0 ? 0 : i === 1 ? LINK_MAX_MESSAGE : 1 + Math.floor(random() * LINK_MAX_MESSAGE),
+      );
+      const clientInbox = new Inbox(client);
+      const serverInbox = new Inbox(server);
+      const sends: Array<Promise<void>> = [];
+      for (let i = 0; i < count; i++) {
+        sends.push(client.send(messageBody(i, sizes[i]!)));
+        sends.push(server.send(messageBody(i + 100000, sizes[count - 1 - i]!)));
+      }
+      for (let i = 0; i < count; i++) {
+        assert.deepStrictEqual(await serverInbox.next(`client message ${i}`), messageBody(i, sizes[i]!), `client message ${i}`);
+        assert.deepStrictEqual(
+          await clientInbox.next(`server message ${i}`),
+          messageBody(i + 100000, sizes[count - 1 - i]!),
+          `server message ${i}`,
+        );
+      }
+      await Promise.all(sends);
+      await assert.rejects(client.send(Buffer.alloc(LINK_MAX_MESSAGE + 1)), /4097 bytes exceeds LINK_MAX_MESSAGE \(4096 bytes\)/);
+      // Still usable after the refusal.
+      await client.send(Buffer.from('still here'));
+      await serverInbox.expectText('still here');
+    });
+
+    it('write() places random data in the exposed region before a message sent after it arrives', async function () {
+      this.timeout(180000);
+      const { client, server } = await openPair();
+      const clientInbox = new Inbox(client);
+      const serverInbox = new Inbox(server);
+      const region = Buffer.alloc(32 * MiB);
+      await server.expose(1, [region]);
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+      const before = rdmaStats();
+
+      // Tens of MiB from ordinary (unregistered) memory, announced without waiting for the write.
+      const big = crypto.randomBytes(24 * MiB);
+      const bigWrite = client.write(1, 0, [big]);
+      const bigSent = client.send(Buffer.from('after big'));
+      await serverInbox.expectText('after big');
+      assert.ok(region.subarray(0, big.length).equals(big), 'the 24 MiB write was in place when its message arrived');
+      await Promise.all([bigWrite, bigSent]);
+
+      // Several parts (one a registered staging buffer) at an odd offset.
+      assert.strictEqual(client.acquireStaging(RDMA_STAGING_MAX_BYTES + 1), null);
+      const staging = client.acquireStaging(MiB);
+      assert.ok(staging, 'a staging buffer is available');
+      assert.strictEqual(staging.length, MiB);
+      crypto.randomFillSync(staging);
+      const parts = [crypto.randomBytes(1000), staging, crypto.randomBytes(3 * MiB + 7), Buffer.alloc(0), crypto.randomBytes(5)];
+      const offset = 24 * MiB + 12345;
+      const partsWrite = client.write(1, offset, parts);
+      const partsSent = client.send(Buffer.from('after parts'));
+      await serverInbox.expectText('after parts');
+      const joined = Buffer.concat(parts);
+      assert.ok(region.subarray(offset, offset + joined.length).equals(joined), 'the multi-part write was in place');
+      await Promise.all([partsWrite, partsSent]);
+      client.releaseStaging(staging);
+      const after = rdmaStats();
+      assert.ok(after.writeBytesZeroCopy - before.writeBytesZeroCopy >= MiB, 'the staging part went out without a copy');
+      assert.ok(after.writeBytesCopied - before.writeBytesCopied >= 24 * MiB, 'plain memory went through the bounce buffers');
+
+      // Many small writes, then one message: all of them are in place by then.
+      const small: Array<{ at: number; data: Buffer }> = [];
+      const writes: Array<Promise<void>> = [];
+      for (let k = 0; k < 200; k++) {
+        const data = crypto.randomBytes(1 + (k % 700));
+        const at = 28 * MiB + k * 1000;
+        small.push({ at, data });
+        writes.push(client.write(1, at, [data]));
+      }
+      const smallSent = client.send(Buffer.from('after small'));
+      await serverInbox.expectText('after small');
+      for (const { at, data } of small) assert.ok(region.subarray(at, at + data.length).equals(data), `small write at ${at}`);
+      await Promise.all([...writes, smallSent]);
+      // An empty write resolves and moves nothing.
+      await client.write(1, 0, []);
+    });
+
+    it('writes into a region made of several views, and rejects writes that do not fit', async function () {
+      const { client, server } = await openPair();
+      const clientInbox = new Inbox(client);
+      const serverInbox = new Inbox(server);
+      const backing = Buffer.alloc(6 * MiB);
+      const views = [backing.subarray(0, 2 * MiB), backing.subarray(2 * MiB, 3 * MiB + 4096), backing.subarray(3 * MiB + 4096)];
+      await server.expose(2, views);
+      await assert.rejects(server.expose(3, [Buffer.alloc(8192), Buffer.alloc(8192)]), /region is not contiguous/);
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+
+      const data = crypto.randomBytes(3 * MiB);
+      const offset = 2 * MiB - 1000; // crosses both view boundaries
+      const written = client.write(2, offset, [data]);
+      await client.send(Buffer.from('written'));
+      await serverInbox.expectText('written');
+      await written;
+      assert.ok(backing.subarray(offset, offset + data.length).equals(data));
+      assert.ok(views[1]!.subarray(0, 100).equals(data.subarray(1000, 1100)), 'visible through the middle view');
+
+      await assert.rejects(client.write(2, 6 * MiB - 10, [Buffer.alloc(20)]), /write of 20 bytes at offset 6291446 does not fit region 2 \(6291456 bytes\)/);
+      await assert.rejects(client.write(2, 7 * MiB, [Buffer.alloc(1)]), /does not fit region 2/);
+      await assert.rejects(client.write(99, 0, [Buffer.alloc(1)]), /the peer has not exposed region 99/);
+      await assert.rejects(client.write(2, -1, [Buffer.alloc(1)]), /offset must be a non-negative safe integer/);
+      // The refusals left the link working.
+      const tail = crypto.randomBytes(10);
+      await client.write(2, 6 * MiB - 10, [tail]);
+      await client.send(Buffer.from('tail'));
+      await serverInbox.expectText('tail');
+      assert.ok(backing.subarray(6 * MiB - 10).equals(tail));
+    });
+
+    it('registerRdmaRegion registers a multi-view region once; expose() and writes from it reuse that', async function () {
+      const backing = Buffer.alloc(5 * MiB);
+      const views = [backing.subarray(0, 2 * MiB), backing.subarray(2 * MiB, 4 * MiB), backing.subarray(4 * MiB)];
+      const start = rdmaStats();
+      const first = await registerRdmaRegion(views, host);
+      assert.deepStrictEqual(first, { device: first.device, bytes: 5 * MiB, registered: true });
+      assert.match(first.device, /^rxe\d+$/);
+      const afterFirst = rdmaStats();
+      assert.strictEqual(afterFirst.registrations, start.registrations + 1);
+      assert.ok(afterFirst.pinnedBytes >= start.pinnedBytes + 5 * MiB);
+      const second = await registerRdmaRegion(views, host);
+      assert.strictEqual(second.registered, false);
+      await assert.rejects(registerRdmaRegion([Buffer.alloc(4096), Buffer.alloc(4096)], host), /not contiguous/);
+
+      const { client, server } = await openPair();
+      const serverInbox = new Inbox(server);
+      const clientInbox = new Inbox(client);
+      const beforeExpose = rdmaStats();
+      await server.expose(4, views);
+      await server.expose(5, [views[1]!]);
+      const afterExpose = rdmaStats();
+      assert.strictEqual(afterExpose.registrations, beforeExpose.registrations, 'expose reused the registration');
+      assert.strictEqual(afterExpose.reuseHits, beforeExpose.reuseHits + 2);
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+
+      // A write whose source is the registered region itself goes out without a copy.
+      crypto.randomFillSync(views[0]!);
+      const target = Buffer.alloc(2 * MiB);
+      await client.expose(6, [target]);
+      await client.send(Buffer.from('target'));
+      await serverInbox.expectText('target');
+      const beforeWrite = rdmaStats();
+      await server.write(6, 0, [views[0]!]);
+      const afterWrite = rdmaStats();
+      assert.strictEqual(afterWrite.writeBytesZeroCopy - beforeWrite.writeBytesZeroCopy, 2 * MiB);
+      assert.strictEqual(afterWrite.writeBytesCopied, beforeWrite.writeBytesCopied);
+      await server.send(Buffer.from('done'));
+      await clientInbox.expectText('done');
+      assert.ok(target.equals(views[0]!));
+    });
+
+    it('measures write() throughput for a large region (logged)', async function () {
+      this.timeout(300000);
+      const { client, server } = await openPair();
+      const clientInbox = new Inbox(client);
+      const size = 64 * MiB;
+      const region = Buffer.alloc(size);
+      await server.expose(1, [region]);
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+      const source = crypto.randomBytes(size);
+      const plain = Buffer.from(source);
+      await registerRdmaRegion([source], host);
+      const rate = (ms: number): string => `${((size / MiB) / (ms / 1000)).toFixed(1)} MiB/s`;
+
+      let t0 = process.hrtime.bigint();
+      await client.write(1, 0, [source]);
+      const registeredMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      assert.ok(region.equals(source));
+      region.fill(0);
+      t0 = process.hrtime.bigint();
+      await client.write(1, 0, [plain]);
+      const plainMs = Number(process.hrtime.bigint() - t0) / 1e6;
+      assert.ok(region.equals(plain));
+      console.log(
+        `      write() of ${size / MiB} MiB: registered source ${rate(registeredMs)} (${registeredMs.toFixed(0)} ms), ` +
+          `plain source via bounce buffers ${rate(plainMs)} (${plainMs.toFixed(0)} ms)`,
+      );
+    });
+
+    it('rejects a connect to a port nobody listens on, promptly and clearly', async function () {
+      const listener = await listen(() => {});
+      const port = listener.port;
+      await listener.close();
+      const t0 = Date.now();
+      await assert.rejects(connectRdma({ host, port, timeoutMs: 15000 }), (err: Error) => {
+        assert.match(err.message, new RegExp(`RDMA connection to ${host.replace(/\./g, '\\.')}:${port} refused \\(RDMA_CM_EVENT_REJECTED, `));
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+    });
+
+    it('rejects a connect to 127.0.0.1 with a hint, and honours timeoutMs', async function () {
+      const t0 = Date.now();
+      await assert.rejects(connectRdma({ host: '127.0.0.1', port: 7, timeoutMs: 3000 }), (err: Error) => {
+        assert.match(err.message, /127\.0\.0\.1/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 10000, `took ${Date.now() - t0} ms`);
+    });
+
+    it('close() with writes in flight rejects them and fires onClose once on both ends', async function () {
+      this.timeout(120000);
+      const { client, server } = await openPair();
+      const clientInbox = new Inbox(client);
+      const clientCloses = closeLog(client);
+      const serverCloses = closeLog(server);
+      const region = Buffer.alloc(64 * MiB);
+      await server.expose(1, [region]);
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+      const pending = client.write(1, 0, [Buffer.alloc(64 * MiB, 1)]).then(
+        () => null,
+        (err: Error) => err,
+      );
+      await sleep(50);
+      client.close('test closed it');
+      client.close('again');
+      const error = await pending;
+      assert.ok(error, 'the write in flight was rejected');
+      assert.match(error.message, /closed: test closed it$/);
+      await assert.rejects(client.send(Buffer.from('late')), /closed: test closed it/);
+      await eventually(() => serverCloses.length > 0, 20000, "the server's onClose");
+      assert.match(serverCloses[0]!, /peer disconnected \(RDMA_CM_EVENT_DISCONNECTED\)|failed/);
+      await sleep(200);
+      assert.deepStrictEqual(clientCloses, ['test closed it']);
+      assert.strictEqual(serverCloses.length, 1);
+      // A handler set after the end hears about it too.
+      const late = await new Promise<string>((resolve) => client.onClose(resolve));
+      assert.strictEqual(late, 'test closed it');
+    });
+
+    it('a peer killed mid-transfer fails the pending writes and closes the link; new links still work', async function () {
+      this.timeout(180000);
+      const regionBytes = 192 * MiB;
+      const child = spawnPeer('receiver', { PEER_REGION_BYTES: String(regionBytes) });
+      cleanups.push(() => child.kill('SIGKILL'));
+      const port = Number((await childLine(child, /PORT (\d+)/, 60000))[1]);
+      const link = await connectRdma({ host, port, timeoutMs: 20000 });
+      cleanups.push(() => link.close());
+      const closes = closeLog(link);
+      const inbox = new Inbox(link);
+      await inbox.expectText('ready');
+      const source = Buffer.alloc(regionBytes, 0x5a);
+      const writes = [0, 1, 2].map((i) =>
+        link.write(1, (i * regionBytes) / 3, [source.subarray((i * regionBytes) / 3, ((i + 1) * regionBytes) / 3)]).then(
+          () => null,
+          (err: Error) => err,
+        ),
+      );
+      await sleep(300);
+      child.kill('SIGKILL');
+      const results = await withTimeout(Promise.all(writes), 60000, 'the writes to fail');
+      const failures = results.filter((err): err is Error => err !== null);
+      assert.ok(failures.length > 0, 'writes were still pending when the peer died');
+      for (const err of failures) {
+        assert.match(err.message, /closed: (peer disconnected \(RDMA_CM_EVENT_DISCONNECTED\)|RDMA WRITE failed|RECV failed)/);
+      }
+      await eventually(() => closes.length > 0, 10000, 'onClose');
+      await sleep(200);
+      assert.strictEqual(closes.length, 1, `onClose fired ${closes.length} times`);
+      assert.ok(failures[0]!.message.endsWith(closes[0]!), 'the writes name the same reason as onClose');
+      await assert.rejects(link.write(1, 0, [Buffer.alloc(1)]), /closed/);
+
+      // This process carries on: a fresh link moves data.
+      const { client, server } = await openPair();
+      const region = Buffer.alloc(MiB);
+      await server.expose(1, [region]);
+      await server.send(Buffer.from('exposed'));
+      await new Inbox(client).expectText('exposed');
+      const data = crypto.randomBytes(MiB);
+      await client.write(1, 0, [data]);
+      assert.ok(region.equals(data));
+    });
+
+    it('names ulimit -l when the memlock limit is too low for a registration', async function () {
+      this.timeout(60000);
+      // Root has CAP_IPC_LOCK, which lifts the limit; the peer drops it and lowers the limit.
+      const child = spawnPeer('memlock', {}, (node, script) => [
+        'sh',
+        '-c',
+        `ulimit -l 1024 && exec setpriv --inh-caps=-ipc_lock --bounding-set=-ipc_lock "${node}" "${script}"`,
+      ]);
+      cleanups.push(() => child.kill('SIGKILL'));
+      const line = await childLine(child, /RESULT (.*)\n/, 60000);
+      const result = JSON.parse(line[1]!) as { error?: string };
+      assert.ok(result.error, 'registration failed');
+      assert.match(
+        result.error,
+        /^cannot register 16777216 bytes of pool memory for RDMA: memlock limit \(ulimit -l\) is 1024 KiB; raise it to at least \d+ KiB \(e\.g\. LimitMEMLOCK=infinity in systemd, or ulimit -l unlimited\)/,
+      );
+    });
+
+    it('survives 50 connect/close cycles without leaking descriptors, threads or pinned memory', async function () {
+      this.timeout(300000);
+      let accepted: (link: Link) => void = () => {};
+      const listener = await listen((link) => accepted(link));
+      const cycle = async (i: number): Promise<void> => {
+        const serverLink = new Promise<Link>((resolve) => (accepted = resolve));
+        const client = await connectRdma({ host, port: listener.port, timeoutMs: 20000 });
+        const server = await withTimeout(serverLink, 20000, 'the accepted link');
+        const serverClosed = new Promise<string>((resolve) => server.onClose(resolve));
+        const inbox = new Inbox(server);
+        await client.send(Buffer.from(`hello ${i}`));
+        await inbox.expectText(`hello ${i}`);
+        if (i % 2 === 0) client.close();
+        else server.close();
+        await withTimeout(serverClosed, 20000, "the server's onClose");
+        client.close();
+      };
+      const settled = async (): Promise<{ fds: number; threads: number; pinned: number }> => {
+        await sleep(300);
+        return { fds: fdCount(), threads: threadCount(), pinned: rdmaStats().pinnedBytes };
+      };
+      await cycle(-1); // warm-up: lazily created libuv/verbs state
+      const before = await settled();
+      const t0 = Date.now();
+      for (let i = 0; i < 50; i++) await cycle(i);
+      const elapsed = Date.now() - t0;
+      await eventually(() => fdCount() <= before.fds + 2 && rdmaStats().pinnedBytes === before.pinned, 20000, 'descriptors and pinned memory to settle');
+      await eventually(() => threadCount() <= before.threads + 1, 20000, 'engine threads to be joined');
+      const after = await settled();
+      console.log(`      50 cycles in ${elapsed} ms; fds ${before.fds} -> ${after.fds}, threads ${before.threads} -> ${after.threads}, pinned ${before.pinned} -> ${after.pinned}`);
+      // Listeners come and go as cleanly.
+      for (let i = 0; i < 10; i++) {
+        const extra = await listenRdma({ host, port: 0, onLink: () => {} });
+        await extra.close();
+      }
+      await eventually(() => fdCount() <= before.fds + 2 && threadCount() <= before.threads + 1, 20000, 'listener resources to be released');
+    });
+  });
+}
+
+// ---- child peer -------------------------------------------------------------------
+
+async function runPeer(mode: string): Promise<void> {
+  const host = process.env.RXE_ADDR ?? '';
+  if (mode === 'receiver') {
+    // Exposes a region to whoever connects, then waits to be killed.
+    const region = Buffer.alloc(Number(process.env.PEER_REGION_BYTES));
+    const listener = await listenRdma({
+      host,
+      port: 0,
+      onLink: (link) => {
+        void link.expose(1, [region]).then(() => link.send(Buffer.from('ready')));
+      },
+    });
+    process.stdout.write(`PORT ${listener.port}\n`);
+    setInterval(() => {}, 60000);
+    return;
+  }
+  if (mode === 'memlock') {
+    let result: { error?: string; ok?: boolean };
+    try {
+      await registerRdmaRegion([Buffer.alloc(16 * MiB)], host);
+      result = { ok: true };
+    } catch (err) {
+      result = { error: (err as Error).message };
+    }
+    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+    process.exit(0);
+  }
+  throw new Error(`unknown peer mode ${mode}`);
+}
+
+const peerMode = process.env.POOLKV_RDMA_TEST_PEER;
+if (peerMode) {
+  runPeer(peerMode).catch((err: Error) => {
+    process.stderr.write(`${err.stack ?? err.message}\n`);
+    process.exit(1);
+  });
+} else {
+  defineSuites();
+}
