@@ -700,7 +700,8 @@ bool Connection::WaitCmEvent(rdma_cm_event_type expected, int64_t deadline_ms, c
         return false;
       case RDMA_CM_EVENT_ROUTE_ERROR:
         *error = "cannot resolve an RDMA route to " + where + " (" + name + ", status " + std::to_string(status) +
-                 ": " + Errno(status < 0 ? -status : status) + ")";
+                 ": " + Errno(status < 0 ? -status : status) +
+                 "); use the address of an RDMA device's netdev (rdma_cm cannot use 127.0.0.1)";
         return false;
       case RDMA_CM_EVENT_REJECTED:
         *error = "RDMA connection to " + where + " refused (" + name + ", " + RejectReason(status) + ")";
@@ -754,7 +755,8 @@ bool Connection::ConnectActive(std::string* error) {
   uint8_t timeout = kAckTimeout;
   rdma_set_option(id_, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &timeout, sizeof timeout);
   if (rdma_resolve_route(id_, step_timeout()) != 0) {
-    *error = "rdma_resolve_route " + where + ": " + Errno(errno);
+    *error = "rdma_resolve_route " + where + ": " + Errno(errno) +
+             " (use the address of an RDMA device's netdev; rdma_cm cannot use 127.0.0.1)";
     return false;
   }
   if (!WaitCmEvent(RDMA_CM_EVENT_ROUTE_RESOLVED, deadline, "resolving the route", error)) return false;
