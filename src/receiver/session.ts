@@ -12,6 +12,7 @@ import {
   blockCrc, BLOCK_HEADER_BYTES, IMAGE_FORMAT_VERSION, imageBlockOffset, imageSize, ImageVerifier, TRAILER_BYTES,
 } from '../snapshot/image';
 import type { Link } from '../transport/link';
+import { pageIo } from '../transport/native';
 import {
   type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION, RING_REGION, RING_SLOTS, snapshotNameProblem,
   tokensEqual,
@@ -45,6 +46,13 @@ function rate(bytes: number, ms: number): string {
 }
 
 async function writeFully(fh: fs.promises.FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<void> {
+  // The addon's pwritev runs on the threadpool, retries short writes itself and starts the
+  // range's writeback at once, so the fsync at COMMIT finds little left to do.
+  const native = pageIo();
+  if (native !== null) {
+    await native.pwritev(fh.fd, [buf.subarray(offset, offset + length)], position, position, length);
+    return;
+  }
   let done = 0;
   while (done < length) {
     const { bytesWritten } = await fh.write(buf, offset + done, length - done, position + done);
@@ -129,6 +137,9 @@ class SaveTransfer {
   private bytesWritten = 0;
   private readonly startedAt = Date.now();
   private idleTimer: NodeJS.Timeout | null = null;
+  private lastActivity = Date.now();
+  /** When the last block arrived (the transfer part of the commit log line). */
+  private lastBlockAt = 0;
   private settle: () => void = () => {};
 
   constructor(
@@ -205,9 +216,13 @@ class SaveTransfer {
     this.link.close(`refused: ${reason}`);
   }
 
+  /** Note activity; a check every few seconds abandons a transfer idle for IDLE_TIMEOUT_MS. */
   private touch(): void {
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => void this.fail(`no message from the server for ${IDLE_TIMEOUT_MS / 1000} s`, true), IDLE_TIMEOUT_MS);
+    this.lastActivity = Date.now();
+    if (this.idleTimer !== null) return;
+    this.idleTimer = setInterval(() => {
+      if (Date.now() - this.lastActivity >= IDLE_TIMEOUT_MS) void this.fail(`no message from the server for ${IDLE_TIMEOUT_MS / 1000} s`, true);
+    }, Math.min(5000, IDLE_TIMEOUT_MS));
     this.idleTimer.unref();
   }
 
@@ -231,6 +246,7 @@ class SaveTransfer {
     const payload = ring.subarray(at + BLOCK_HEADER_BYTES, at + this.slotBytes);
     const { page } = this.verifier.checkBlockHeader(blockHeader);
     this.verifier.acceptBlock(blockHeader, blockCrc(page, payload));
+    this.lastBlockAt = Date.now();
     this.busy[slot] = true;
     const write = writeFully(this.file!, ring, at, this.slotBytes, imageBlockOffset(this.verifier.header, index)).then(() => {
       this.inflight.delete(write);
@@ -254,6 +270,7 @@ class SaveTransfer {
     }
     // From here the image is whole and verified: it is committed even if the server goes away meanwhile.
     this.committing = true;
+    const commitAt = Date.now();
     try {
       while (this.inflight.size > 0) await Promise.all([...this.inflight]);
       if (this.finished) return; // a write failed
@@ -263,9 +280,12 @@ class SaveTransfer {
       await file.close();
       this.file = null;
       const image = await this.ctx.store.commit(this.name, this.tempPath, h, this.encodedHeader);
-      const ms = Date.now() - this.startedAt;
+      const now = Date.now();
+      const ms = now - this.startedAt;
+      const transferMs = (this.lastBlockAt || commitAt) - this.startedAt;
       this.ctx.log.notice(`Image '${this.name}' generation ${image.generation} committed from ${this.peer}: ` +
-        `${image.bytes} bytes (${mib(image.bytes)} MiB) in ${ms} ms, ${rate(image.bytes, ms)}`);
+        `${image.bytes} bytes (${mib(image.bytes)} MiB) in ${ms} ms, ${rate(image.bytes, ms)} ` +
+        `(blocks ${transferMs} ms, write-out and fsync ${now - commitAt} ms)`);
       this.finish();
       this.releaseRing();
       await this.channel.send({ type: 'committed', generation: image.generation }).catch(() => {});
@@ -278,7 +298,7 @@ class SaveTransfer {
 
   private finish(): void {
     this.finished = true;
-    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    if (this.idleTimer !== null) clearInterval(this.idleTimer);
     this.idleTimer = null;
     this.settle();
   }

@@ -6,6 +6,7 @@
 // hashing the payload twice.
 import * as fs from 'fs';
 import { crc32 } from 'zlib';
+import { pageIo } from '../transport/native';
 
 export const IMAGE_MAGIC = Buffer.from('PKVIMG01', 'latin1');
 export const TRAILER_MAGIC = Buffer.from('PKVIMEND', 'latin1');
@@ -295,7 +296,9 @@ export function imageBlockOffset(h: Pick<ImageHeader, 'pageSize'>, index: number
   return IMAGE_HEADER_BYTES + index * (BLOCK_HEADER_BYTES + h.pageSize);
 }
 
-/** The CRC a block header must carry for `payload` at `page`. */
+/** The CRC a block header must carry for `payload` at `page` (the addon's PCLMULQDQ CRC32 when built; equal to zlib's). */
 export function blockCrc(page: number, payload: Buffer): number {
-  return crc32(payload, blockFieldsCrc(page, payload.length));
+  const native = pageIo();
+  const seed = blockFieldsCrc(page, payload.length);
+  return native !== null ? native.crc32(payload, seed) : crc32(payload, seed);
 }

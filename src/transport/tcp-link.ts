@@ -8,7 +8,10 @@
 //
 // The receiving link copies a WRITE's bytes straight from the socket's chunks
 // into the exposed region (no per-frame buffer), so a frame's size never
-// turns into an allocation. Every length is checked before anything is
+// turns into an allocation. On the connecting side (the poolkv server, which
+// receives the pages of a LOAD) the socket reads into buffers the link
+// chooses (net's `onread`): while a WRITE's payload is expected, the kernel
+// copies it straight into the region, with no chunk allocated or copied in JS. Every length is checked before anything is
 // allocated or copied: a message longer than LINK_MAX_MESSAGE, a write frame
 // longer than TCP_MAX_WRITE_FRAME, a write to a region this side has not
 // exposed or outside its bounds, or an unknown frame type closes the link
@@ -76,12 +79,17 @@ export class TcpLink implements Link {
   private writeOffset = 0;
   private writeLeft = 0;
 
-  constructor(private readonly socket: net.Socket) {
+  /**
+   * `reader`: the socket was created with net's `onread` bound to this
+   * reader, which then feeds the link (instead of 'data' events).
+   */
+  constructor(private readonly socket: net.Socket, reader?: DirectReader) {
     this.remoteAddress = formatHostPort(socket.remoteAddress, socket.remotePort);
     this.description = `tcp ${this.remoteAddress}`;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10000);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (reader !== undefined) reader.attach(this);
+    else socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: Error) => this.finish(err.message));
     socket.on('end', () => socket.end());
     socket.on('close', () => this.finish(this.peerReason !== null ? `peer closed the link: ${this.peerReason}` : 'connection closed by the peer'));
@@ -253,7 +261,30 @@ export class TcpLink implements Link {
     this.close(`protocol error from ${this.remoteAddress}: ${reason}`);
   }
 
-  private onData(chunk: Buffer): void {
+  /**
+   * Where the next socket read may land directly: the rest of the WRITE
+   * payload being received, within one view (never past the frame, whose
+   * next bytes belong to the following frame), or null.
+   */
+  directTarget(): Buffer | null {
+    if (this.writeLeft === 0 || this.closedReason !== null) return null;
+    const region = this.writeRegion!;
+    const { views, starts } = region;
+    let i = views.length - 1;
+    while (i > 0 && starts[i]! > this.writeOffset) i--;
+    const within = this.writeOffset - starts[i]!;
+    const take = Math.min(this.writeLeft, views[i]!.length - within);
+    return views[i]!.subarray(within, within + take);
+  }
+
+  /** `n` bytes were read straight into the target directTarget() returned. */
+  landedDirectly(n: number): void {
+    this.writeOffset += n;
+    this.writeLeft -= n;
+    if (this.writeLeft === 0) this.writeRegion = null;
+  }
+
+  onData(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length && this.closedReason === null) {
       if (this.writeLeft > 0) {
@@ -360,6 +391,31 @@ export class TcpLink implements Link {
   }
 }
 
+/** Socket reads into buffers the link picks (net's `onread`): the region itself while a WRITE payload comes in. */
+class DirectReader {
+  private link: TcpLink | null = null;
+  private readonly scratch = Buffer.allocUnsafe(64 * 1024);
+  private direct: Buffer | null = null;
+
+  attach(link: TcpLink): void {
+    this.link = link;
+  }
+
+  /** net calls this before every read for the buffer to read into. */
+  nextBuffer(): Buffer {
+    this.direct = this.link?.directTarget() ?? null;
+    return this.direct ?? this.scratch;
+  }
+
+  /** net calls this after every read; the data is buf[0, n). */
+  onRead(n: number, buf: Buffer): void {
+    const link = this.link;
+    if (link === null) return;
+    if (buf === this.direct) link.landedDirectly(n);
+    else link.onData(buf.subarray(0, n));
+  }
+}
+
 /** Copy src[srcStart, srcStart+n) to `offset` in a region made of consecutive views. */
 function copyIntoRegion(region: LocalRegion, offset: number, src: Buffer, srcStart: number, n: number): void {
   const { views, starts } = region;
@@ -382,7 +438,12 @@ export function connectTcp(opts: ConnectOptions): Promise<Link> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const where = formatHostPort(opts.host, opts.port);
   return new Promise<Link>((resolve, reject) => {
-    const socket = net.connect({ host: opts.host, port: opts.port });
+    const reader = new DirectReader();
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      onread: { buffer: () => reader.nextBuffer(), callback: (n: number, buf: Uint8Array) => { reader.onRead(n, buf as Buffer); return true; } },
+    });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`could not connect to ${where}: timed out after ${timeoutMs} ms`));
@@ -394,7 +455,7 @@ export function connectTcp(opts: ConnectOptions): Promise<Link> {
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.removeAllListeners('error');
-      resolve(new TcpLink(socket));
+      resolve(new TcpLink(socket, reader));
     });
   });
 }
