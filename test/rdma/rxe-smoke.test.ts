@@ -5,34 +5,19 @@
 // transport tests next to it cannot mean anything.
 //
 // Like every file in test/rdma it needs an RDMA device: test/rdma-vm.test.ts
-// runs it inside the VM (with POOLKV_REQUIRE_RDMA=1). Run directly on a
-// machine without RDMA it skips with the reason, or fails with it when
-// POOLKV_REQUIRE_RDMA=1.
+// runs it inside the VM (with POOLKV_REQUIRE_RDMA=1). describeRdma skips it
+// elsewhere with the reason, or fails with it when POOLKV_REQUIRE_RDMA=1.
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import { nativeCapabilities } from '../../src/transport/native';
+import { describeRdma } from '../helpers/rdma-env';
 
-const capabilities = nativeCapabilities();
 /** The soft-RoCE device the VM created (scripts/rxe-vm sets RXE_DEV); unset elsewhere. */
 const expectedDevice = process.env.RXE_DEV;
 
-function unusableBecause(): string | null {
-  if (!capabilities.rdma) return `the native addon has no RDMA support: ${capabilities.reason}`;
-  if (capabilities.devices === 0) return `no RDMA device: ${capabilities.reason}`;
-  return null;
-}
-
-describe('RDMA environment smoke test (soft-RoCE)', function () {
-  before(function () {
-    const reason = unusableBecause();
-    if (reason === null) return;
-    if (process.env.POOLKV_REQUIRE_RDMA === '1') {
-      throw new Error(`POOLKV_REQUIRE_RDMA=1, but RDMA is not usable here: ${reason}`);
-    }
-    console.log(`      skipped: ${reason}\n      (scripts/rxe-vm/run runs these tests in a VM with soft-RoCE)`);
-    this.skip();
-  });
+describeRdma('RDMA environment smoke test (soft-RoCE)', function () {
+  const capabilities = nativeCapabilities();
 
   it('the addon sees the RDMA device and can open an rdma_cm event channel', function () {
     assert.ok(capabilities.devices >= 1, capabilities.reason);
