@@ -303,11 +303,13 @@ class SaveTransfer {
     this.settle();
   }
 
-  /** Abandon the transfer: tell the server (if it is still there), remove the temp file, free the ring. */
+  /**
+   * Abandon the transfer: tell the server (if it is still there), remove the
+   * temp file, free the ring, then log (so the log line means it is all done).
+   */
   private async fail(reason: string, tellPeer: boolean): Promise<void> {
     if (this.finished) return;
     this.finish();
-    this.ctx.log.warning(`Transfer of image '${this.name}' from ${this.peer} failed: ${reason}; ${this.previous()}`);
     if (tellPeer) await this.channel.send({ type: 'failed', reason }).catch(() => {});
     this.link.close(reason);
     await Promise.allSettled([...this.inflight]);
@@ -315,6 +317,7 @@ class SaveTransfer {
     this.file = null;
     if (this.tempPath !== '') await fs.promises.rm(this.tempPath, { force: true }).catch(() => {});
     this.releaseRing();
+    this.ctx.log.warning(`Transfer of image '${this.name}' from ${this.peer} failed: ${reason}; ${this.previous()}`);
   }
 
   private releaseRing(): void {
