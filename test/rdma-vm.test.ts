@@ -202,7 +202,12 @@ describe('RDMA tests in the soft-RoCE VM (scripts/rxe-vm)', function () {
       }
       if (!asanBuildIsCurrent()) {
         const started = Date.now();
-        const build = spawnSync('npm', ['run', 'build:native:asan'], { cwd: ROOT, encoding: 'utf8' });
+        // flock: two `npm test`s in one checkout must not run cmake in build/cmake-asan at once.
+        fs.mkdirSync(path.join(ROOT, 'build'), { recursive: true });
+        const build = spawnSync('flock', [path.join(ROOT, 'build/.cmake-asan.lock'), 'npm', 'run', 'build:native:asan'], {
+          cwd: ROOT,
+          encoding: 'utf8',
+        });
         if (build.status !== 0) {
           throw new Error(`npm run build:native:asan failed (${build.status}):\n${build.stdout}${build.stderr}`);
         }
