@@ -844,6 +844,15 @@ bool Connection::SetupResources(std::string* error) {
     max_msg = port.max_msg_sz;
   }
   chunk_bytes_ = std::min<uint64_t>(kWriteChunkBytes, max_msg);
+  // Tuning knobs for benchmarks on real hardware (read once per connection).
+  if (const char* knob = getenv("POOLKV_RDMA_WRITE_CHUNK_BYTES")) {
+    uint64_t value = strtoull(knob, nullptr, 10);
+    if (value >= 4096) chunk_bytes_ = std::min<uint64_t>(value, chunk_bytes_);
+  }
+  if (const char* knob = getenv("POOLKV_RDMA_WRITE_INFLIGHT_BYTES")) {
+    uint64_t value = strtoull(knob, nullptr, 10);
+    if (value > 0) max_write_bytes_in_flight_ = value;
+  }
 
   recv_bufs_.bytes = static_cast<size_t>(recv_depth_) * kSlotBytes;
   if (!AllocRegistered(device->pd, recv_bufs_.bytes, "RDMA receive buffers", &recv_bufs_.base, &recv_bufs_.mr, error)) {
@@ -967,6 +976,7 @@ void Connection::DrainCompletions() {
       in_flight_.pop_front();
       if (done.send_slot >= 0) free_send_slots_.push_back(done.send_slot);
       if (done.bounce_slot >= 0) free_bounce_slots_.push_back(done.bounce_slot);
+      write_bytes_in_flight_ -= done.bytes;
       if (wc.status != IBV_WC_SUCCESS) {
         if (wc.status == IBV_WC_WR_FLUSH_ERR) {
           pollfd pfd{channel_->fd, POLLIN, 0};
@@ -1088,7 +1098,7 @@ void Connection::Pump() {
       Fail("ibv_post_send (SEND): " + Errno(rc));
       break;
     }
-    in_flight_.push_back(InFlight{op.token, true, slot, -1, "SEND"});
+    in_flight_.push_back(InFlight{op.token, true, slot, -1, "SEND", 0});
     ops_.pop_front();
   }
 }
@@ -1098,6 +1108,9 @@ void Connection::Pump() {
 // False when nothing could be posted (no bounce buffer free, or failure).
 bool Connection::PostNextWrite(Op& op, bool* op_done) {
   Device* device = device_.load();
+  // Bounded bytes in flight: soft-RoCE (and real NICs' responders) slow down
+  // badly when hundreds of MiB are outstanding; a few MiB keep the pipe full.
+  if (write_bytes_in_flight_ >= max_write_bytes_in_flight_) return false;
   uint64_t chunk = std::min<uint64_t>(chunk_bytes_, op.total - op.posted);
   ibv_sge sges[kMaxSge];
   int nsge = 0;
@@ -1180,7 +1193,8 @@ bool Connection::PostNextWrite(Op& op, bool* op_done) {
   op.part_index = part_index;
   op.part_offset = part_offset;
   *op_done = op.posted == op.total;
-  in_flight_.push_back(InFlight{op.token, *op_done, -1, bounce, "RDMA WRITE"});
+  write_bytes_in_flight_ += taken;
+  in_flight_.push_back(InFlight{op.token, *op_done, -1, bounce, "RDMA WRITE", taken});
   return true;
 }
 
@@ -1209,6 +1223,7 @@ void Connection::ReleaseResources() {
   free_send_slots_.clear();
   free_bounce_slots_.clear();
   in_flight_.clear();
+  write_bytes_in_flight_ = 0;
   ops_.clear();
   if (id_ != nullptr) {
     rdma_destroy_id(id_);

@@ -31,8 +31,12 @@ namespace rdma {
 // Largest control message (link.ts LINK_MAX_MESSAGE).
 constexpr size_t kMaxMessage = 4096;
 // Bulk writes are split into RDMA WRITE work requests of at most this many
-// bytes (further capped by the port's max_msg_sz).
+// bytes (further capped by the port's max_msg_sz; POOLKV_RDMA_WRITE_CHUNK_BYTES
+// can lower it). The bounce buffers are this size too.
 constexpr uint64_t kWriteChunkBytes = 1 << 20;
+// RDMA WRITE bytes posted and not yet completed, per connection
+// (POOLKV_RDMA_WRITE_INFLIGHT_BYTES overrides it).
+constexpr uint64_t kMaxWriteBytesInFlight = 16 << 20;
 // Registered process-lifetime staging memory per device (acquireStaging).
 constexpr size_t kStagingArenaBytes = 32 << 20;
 
@@ -164,6 +168,7 @@ class Connection {
     int send_slot;      // -1 if none
     int bounce_slot;    // -1 if none
     const char* what;   // "SEND", "RDMA WRITE"
+    uint64_t bytes;     // RDMA WRITE payload (counts against the in-flight cap)
   };
 
   Connection();
@@ -205,6 +210,8 @@ class Connection {
   int recv_depth_ = 0;
   int max_sge_ = 1;
   uint64_t chunk_bytes_ = kWriteChunkBytes;
+  uint64_t max_write_bytes_in_flight_ = kMaxWriteBytesInFlight;
+  uint64_t write_bytes_in_flight_ = 0;
 
   // Registered per-connection buffers (MAP_SHARED so a fork cannot COW them).
   struct Buffers {

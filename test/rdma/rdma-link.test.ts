@@ -10,6 +10,7 @@ import * as assert from 'assert';
 import { spawn, type ChildProcess } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import { SharedMapping } from '../../src/pool/mapping';
 import { LINK_MAX_MESSAGE, type Link, type LinkListener } from '../../src/transport/link';
 import {
   RDMA_STAGING_MAX_BYTES,
@@ -341,6 +342,52 @@ function defineSuites(): void {
       await server.send(Buffer.from('done'));
       await clientInbox.expectText('done');
       assert.ok(target.equals(views[0]!));
+    });
+
+    it('registers a pool over 4 GiB once and writes across 4 GiB (set POOLKV_RDMA_TEST_POOL_GIB, e.g. 5, and run --mem 8G)', async function () {
+      const gib = Number(process.env.POOLKV_RDMA_TEST_POOL_GIB ?? 0);
+      if (!(gib > 4)) this.skip();
+      this.timeout(900000);
+      const size = gib * 2 ** 30;
+      const pool = SharedMapping.open({ size });
+      const t0 = Date.now();
+      const registration = await registerRdmaRegion(pool.views, host);
+      console.log(`      registered a ${gib} GiB pool (${pool.views.length} views) in ${Date.now() - t0} ms`);
+      assert.deepStrictEqual(registration, { device: registration.device, bytes: size, registered: true });
+
+      const { client, server } = await openPair();
+      const clientInbox = new Inbox(client);
+      const serverInbox = new Inbox(server);
+      const before = rdmaStats();
+      await server.expose(7, pool.views);
+      assert.strictEqual(rdmaStats().registrations, before.registrations, 'expose reused the pool registration');
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+      const viewAt = (offset: number, length: number): Buffer => {
+        const view = pool.views[Math.floor(offset / 2 ** 30)]!;
+        return view.subarray(offset % 2 ** 30, (offset % 2 ** 30) + length);
+      };
+      const across4GiB = crypto.randomBytes(2 * MiB);
+      const atEnd = crypto.randomBytes(3 * MiB);
+      await client.write(7, 4 * 2 ** 30 - MiB, [across4GiB]);
+      await client.write(7, size - atEnd.length, [atEnd]);
+      await assert.rejects(client.write(7, size - 1, [Buffer.alloc(2)]), /does not fit region 7/);
+      await client.send(Buffer.from('written'));
+      await serverInbox.expectText('written');
+      assert.ok(viewAt(4 * 2 ** 30 - MiB, MiB).equals(across4GiB.subarray(0, MiB)));
+      assert.ok(viewAt(4 * 2 ** 30, MiB).equals(across4GiB.subarray(MiB)));
+      assert.ok(viewAt(size - atEnd.length, atEnd.length).equals(atEnd));
+      // The pool as a write source goes out without a copy, from beyond 4 GiB too.
+      const target = Buffer.alloc(MiB);
+      await client.expose(8, [target]);
+      await client.send(Buffer.from('target'));
+      await serverInbox.expectText('target');
+      const copiedBefore = rdmaStats().writeBytesCopied;
+      await server.write(8, 0, [viewAt(size - MiB, MiB)]);
+      assert.strictEqual(rdmaStats().writeBytesCopied, copiedBefore);
+      await server.send(Buffer.from('done'));
+      await clientInbox.expectText('done');
+      assert.ok(target.equals(atEnd.subarray(atEnd.length - MiB)));
     });
 
     it('measures write() throughput for a large region (logged)', async function () {
