@@ -110,6 +110,7 @@ describe('config: loading', () => {
       save: '', appendonly: 'no', daemonize: 'no', 'protected-mode': 'yes', 'lazyfree-lazy-user-flush': 'no',
       'slab-growth-factor': '1.25', 'slab-min-chunk': '48', activerehashing: 'yes', 'active-expire-effort': '1',
       'lfu-log-factor': '10', 'lfu-decay-time': '1',
+      'snapshot-transport': 'file', 'snapshot-peer': '', 'snapshot-auth-token': '', 'snapshot-name': 'default', 'load-from-peer': 'no',
     };
     assert.deepEqual(Object.fromEntries(config.match('*')), expected);
     assert.equal(config.getNumber('pool-size'), 1024 ** 3);
