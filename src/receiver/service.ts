@@ -1,6 +1,8 @@
 // The receiver service: listen on one transport, run a ReceiverSession per
 // connection, and keep the images (ImageStore) under DIR. Landing rings are
-// reused across sessions, so with RDMA their registration happens once.
+// reused across sessions and never freed: with RDMA a ring stays registered
+// for the life of the process, so there are only ever as many rings as saves
+// ran at the same time.
 import type { Logger } from '../server/log';
 import type { Link, LinkKind, LinkListener } from '../transport/link';
 import { listenLink } from '../transport/links';
@@ -9,8 +11,6 @@ import { ImageStore } from './store';
 
 /** Connections served at once; more are closed at once (each save holds a landing ring of ~4 MiB). */
 const MAX_CONNECTIONS = 64;
-/** Spare landing rings kept for the next saves. */
-const SPARE_RINGS = 4;
 
 export interface ReceiverOptions {
   host: string;
@@ -73,7 +73,7 @@ export class ReceiverService implements SessionContext {
   }
 
   releaseRing(ring: Buffer): void {
-    if (this.spareRings.length < SPARE_RINGS) this.spareRings.push(ring);
+    this.spareRings.push(ring);
   }
 
   /** Stop listening and drop every connection (their transfers are abandoned; temp files go at the next start). */
