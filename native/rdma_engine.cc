@@ -916,6 +916,11 @@ void Connection::MainLoop() {
     if (shutdown_requested_) break;
     if (fds[2].revents) HandleCmEvents();
     if (fds[1].revents) DrainCompletions();
+    // An error condition on a verbs/CM descriptor would wake poll() forever.
+    constexpr short kBroken = POLLERR | POLLHUP | POLLNVAL;
+    if ((fds[1].revents & kBroken) || (fds[2].revents & kBroken)) {
+      Fail("the RDMA device reported an error on the link's completion or rdma_cm channel");
+    }
     if (!failed_) Pump();
   }
 }

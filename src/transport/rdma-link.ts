@@ -55,6 +55,21 @@ function keepRegistered(region: Buffer[]): void {
   for (const view of region) registeredMemory.add(view.buffer);
 }
 
+/**
+ * Calls a user callback from inside a native event batch. A throw must not
+ * cut the batch short (later events may settle promises), so it is rethrown
+ * on its own tick, where it surfaces as an uncaught exception as usual.
+ */
+function callUser<T>(callback: (value: T) => void, value: T): void {
+  try {
+    callback(value);
+  } catch (err) {
+    process.nextTick(() => {
+      throw err;
+    });
+  }
+}
+
 function native(): PoolkvNative {
   const addon = loadNative();
   if (typeof addon.rdmaConnect !== 'function') {
@@ -272,11 +287,11 @@ class RdmaLink implements Link {
           this.deviceName = event.device;
           this.remoteAddress = event.remote;
           this.description = `rdma ${event.remote} (${event.device})`;
-          this.setup.established(this);
+          callUser(this.setup.established, this);
           break;
         case 'message':
           if (this.closedReason !== null) break;
-          if (this.messageHandler) this.messageHandler(event.data);
+          if (this.messageHandler) callUser(this.messageHandler, event.data);
           else this.heldMessages.push(event.data);
           break;
         case 'completed':
@@ -299,7 +314,7 @@ class RdmaLink implements Link {
           this.retained = [];
           if (!this.established && this.closedReason === null) {
             this.closedReason = event.reason;
-            this.setup.failed(event.reason);
+            callUser(this.setup.failed, event.reason);
           } else {
             this.finish(event.reason);
           }
@@ -319,7 +334,7 @@ class RdmaLink implements Link {
     this.pending.clear();
     const handlers = this.closeHandlers;
     this.closeHandlers = [];
-    for (const handler of handlers) handler(reason);
+    for (const handler of handlers) callUser(handler, reason);
   }
 }
 
@@ -416,7 +431,7 @@ export function listenRdma(opts: ListenOptions): Promise<LinkListener> {
             break;
           case 'error':
             if (!listening) reject(new Error(event.message));
-            else opts.onError?.(new Error(event.message));
+            else if (opts.onError) callUser(opts.onError, new Error(event.message));
             break;
           case 'connection': {
             const conn = new addon.RdmaConnection(event.handle);
