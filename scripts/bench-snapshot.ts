@@ -1,12 +1,20 @@
 // Snapshots side by side: starts redis-server and poolkv on free loopback
 // ports, loads the same seeded dataset into both, then measures BGSAVE wall
-// time and file size, PING latency and extra memory while BGSAVE runs, the
-// time from spawn to the first PONG with the data loaded after a restart, and
-// (poolkv only) a warm restart that attaches a cleanly shut down /dev/shm pool.
-// Prints a table with the poolkv/redis ratio per row and, with --write,
-// replaces the "## Snapshots" section of docs/benchmarks.md.
+// time and file size, PING latency (p99.9 and the longest round trip, i.e.
+// the longest stall a client running throughout saw) and extra memory while
+// BGSAVE runs, the time from spawn to the first PONG with the data loaded
+// after a restart, and (poolkv only) a warm restart that attaches a cleanly
+// shut down /dev/shm pool. With --also-js, a second poolkv runs the cut's
+// pure-JS engine (POOLKV_SNAPSHOT_ENGINE=js, what BGSAVE did before the
+// off-thread engine) on the same data, as the "before" column.
 //
-//   node dist/scripts/bench-snapshot.js [--keys N] [--max-value BYTES] [--seed N] [--write]
+// Prints a table with the poolkv/redis ratio per row. With --write, the run
+// is recorded under its label in scripts/bench-snapshot-results.json and the
+// "## Snapshots" section of docs/benchmarks.md is rewritten from every
+// recorded run (one table per dataset size).
+//
+//   node dist/scripts/bench-snapshot.js [--size 267mib|1gib|4gib] [--keys N] [--max-value BYTES]
+//        [--pool-size SIZE] [--seed N] [--rounds N] [--also-js] [--label NAME] [--write]
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -34,8 +42,8 @@ const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 const children = new Set<ChildProcess>();
 const tempPaths: string[] = [];
 
-function start(cmd: string, args: string[]): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+function start(cmd: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'], env: env ?? process.env });
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -293,6 +301,11 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
 /** PING one at a time until stop() says so; returns sorted round trips in ms. */
 async function pingLoop(client: Client, stop: () => boolean): Promise<number[]> {
   const rtts: number[] = [];
@@ -311,10 +324,12 @@ function infoField(info: string, field: string): string | undefined {
 
 interface SaveResult {
   bgsaveMs: number; fileBytes: number;
-  idleMax: number; idleP999: number; idlePings: number;
-  saveMax: number; saveP999: number; savePings: number;
+  idleMax: number; idleP999: number; idleRate: number;
+  saveMax: number; saveP999: number; saveRate: number;
   rssBefore: number; rssPeakDelta: number;
 }
+
+const IDLE_MS = 2000;
 
 async function measureBgsave(port: number, pid: number, file: string): Promise<SaveResult> {
   const ctl = await Client.connect(port);
@@ -323,7 +338,7 @@ async function measureBgsave(port: number, pid: number, file: string): Promise<S
     // Untimed warm-up (JIT, connection), then the idle baseline: 2 s of PINGs with nothing else going on.
     const warmEnd = Date.now() + 300;
     await pingLoop(pinger, () => Date.now() >= warmEnd);
-    const idleEnd = Date.now() + 2000;
+    const idleEnd = Date.now() + IDLE_MS;
     const idle = await pingLoop(pinger, () => Date.now() >= idleEnd);
     await sleep(200);
 
@@ -351,8 +366,8 @@ async function measureBgsave(port: number, pid: number, file: string): Promise<S
     if (status !== 'ok') throw new Error(`rdb_last_bgsave_status:${status}`);
     return {
       bgsaveMs, fileBytes: fs.statSync(file).size,
-      idleMax: idle[idle.length - 1]!, idleP999: percentile(idle, 0.999), idlePings: idle.length,
-      saveMax: during[during.length - 1]!, saveP999: percentile(during, 0.999), savePings: during.length,
+      idleMax: idle[idle.length - 1]!, idleP999: percentile(idle, 0.999), idleRate: idle.length / (IDLE_MS / 1000),
+      saveMax: during[during.length - 1]!, saveP999: percentile(during, 0.999), saveRate: during.length / ((bgsaveMs + 20) / 1000),
       rssBefore, rssPeakDelta: peak - rssBefore,
     };
   } finally {
@@ -361,19 +376,26 @@ async function measureBgsave(port: number, pid: number, file: string): Promise<S
   }
 }
 
+/** Median of each field over the rounds. */
+function medianResult(rounds: SaveResult[]): SaveResult {
+  const out = {} as Record<keyof SaveResult, number>;
+  for (const key of Object.keys(rounds[0]!) as (keyof SaveResult)[]) out[key] = median(rounds.map((r) => r[key]));
+  return out;
+}
+
 /** SHUTDOWN NOSAVE and wait for the process to go away. */
 async function shutdown(port: number, child: ChildProcess): Promise<void> {
   const c = await Client.connect(port);
   await c.call('SHUTDOWN', 'NOSAVE').catch(() => undefined); // the connection just closes
   c.close();
-  await exited(child);
+  await exited(child, 120000);
 }
 
 /** Spawn → first +PONG after which DBSIZE equals `keys`; polls every 5 ms. */
 async function timeToReady(cmd: string, args: string[], port: number, keys: number): Promise<{ ms: number; child: ChildProcess }> {
   const t0 = nowMs();
   const child = start(cmd, args);
-  const deadline = Date.now() + 120000;
+  const deadline = Date.now() + 300000;
   let client: Client | null = null;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${cmd} exited with ${child.exitCode} during restart`);
@@ -390,125 +412,261 @@ async function timeToReady(cmd: string, args: string[], port: number, keys: numb
     }
     await sleep(5);
   }
-  throw new Error(`${cmd} was not ready with ${keys} keys within 120 s`);
+  throw new Error(`${cmd} was not ready with ${keys} keys within 300 s`);
+}
+
+/** The disk's floor for a durable save of `bytes`: sequential 1 MiB writes, fsync, as the image file is written. */
+function diskFloorMs(dir: string, bytes: number): number {
+  const file = path.join(dir, 'disk-floor.tmp');
+  const chunk = Buffer.alloc(1 << 20, 0x5a);
+  for (let i = 0; i < chunk.length; i += 64) chunk[i] = i & 0xff;
+  const t0 = nowMs();
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let at = 0; at < bytes; at += chunk.length) fs.writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - at), at);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const elapsed = nowMs() - t0;
+  fs.rmSync(file, { force: true });
+  return elapsed;
 }
 
 // ---------------------------------------------------------------- report
 
-const mib = (b: number): string => `${(b / 1048576).toFixed(1)} MiB`;
+const mib = (b: number): string => (b >= 10 * 1073741824 ? `${(b / 1073741824).toFixed(2)} GiB` : `${(b / 1048576).toFixed(1)} MiB`);
 const ms = (v: number): string => (v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`);
 const ratio = (p: number, r: number): string => (r > 0 ? `${(p / r).toFixed(2)}x` : 'n/a');
+const rate = (v: number): string => `${v.toFixed(0)}/s`;
+
+interface Preset { keys: number; maxValue: number; poolSize: string }
+
+/** Dataset sizes by name; the value bytes come out at about the name (see dataset()). */
+const PRESETS: Record<string, Preset> = {
+  '267mib': { keys: 300000, maxValue: 4096, poolSize: '2gb' },
+  '1gib': { keys: 600000, maxValue: 8192, poolSize: '3gb' },
+  '4gib': { keys: 2400000, maxValue: 8192, poolSize: '7gb' },
+};
+
+function stringArg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+interface Recorded {
+  label: string;
+  valueBytes: number;
+  date: string;
+  command: string;
+  machine: string;
+  load: string;
+  dataset: string;
+  poolSize: string;
+  rounds: number;
+  diskFloorMs: number;
+  imageBytes: number;
+  table: string;
+  summary: string;
+}
+
+const RESULTS = path.join(ROOT, 'scripts/bench-snapshot-results.json');
+
+function readRecorded(): Recorded[] {
+  try {
+    return JSON.parse(fs.readFileSync(RESULTS, 'utf8')) as Recorded[];
+  } catch {
+    return [];
+  }
+}
+
+function writeDocs(all: Recorded[]): void {
+  const sorted = [...all].sort((a, b) => a.valueBytes - b.valueBytes);
+  const parts = [
+    '## Snapshots (BGSAVE, restart)',
+    '',
+    'Produced by `scripts/bench-snapshot.ts` (each table names its command; `--write` records the run in',
+    '`scripts/bench-snapshot-results.json` and rewrites this section from every recorded run).',
+    'Datasets are loaded identically into both servers with pipelined SET (1000 per write); values are seeded random bytes',
+    '(incompressible, all different). redis-server runs with `--save \'\' --appendonly no`; poolkv with the `--pool-size` shown;',
+    'both on the same 2 cores as the benchmark client, measured one server at a time. The machine is shared with other',
+    'engineers\' test runs: the load average before/after each run is given, and key rows were re-run to check.',
+    '',
+    '- BGSAVE wall time: BGSAVE sent → `INFO persistence` (polled every 10 ms) shows `rdb_bgsave_in_progress:0`; status checked `ok`.',
+    '  Both servers fsync the file (Redis incrementally, poolkv starts writeback every 32 MiB and fsyncs at the end).',
+    '  "Disk floor" is writing the same number of bytes sequentially in 1 MiB writes plus one fsync, from the benchmark process.',
+    '- PING: one client sends PING one at a time, throughout. "idle" is 2 s with nothing else running, "during BGSAVE" from just',
+    '  before BGSAVE until it ends. The max round trip is the longest stall that client saw.',
+    '- RSS: VmRSS of the server (for Redis plus the forked child) sampled every 10 ms from /proc; the increase is peak minus the',
+    '  value before BGSAVE. poolkv\'s pool is shared memory and counted once. Redis\'s child shares pages with its parent until they',
+    '  are copied, so summing the two VmRSS overstates Redis\'s real extra memory (the shared pages count twice).',
+    '- Restart from file: SHUTDOWN NOSAVE after the BGSAVE, start again with the same dir (dump.rdb / dump.pool; the file is in',
+    '  the page cache for both), spawn → first `+PONG` (PING polled every 5 ms) after which DBSIZE equals the key count.',
+    '- Warm restart: poolkv with `--pool-path /dev/shm/…`, loaded, SHUTDOWN NOSAVE, started again with the same pool-path (no image in dir).',
+    '- "poolkv, JS engine" (when present): the same poolkv build with `POOLKV_SNAPSHOT_ENGINE=js`, i.e. the cut copying and',
+    '  CRC-ing pages on the event loop in slices, as BGSAVE did before the off-thread engine; restart rows do not depend on it.',
+    '- With `--rounds N`, every figure is the median of N rounds (BGSAVE rounds interleave the servers).',
+    '',
+  ];
+  for (const r of sorted) {
+    parts.push(`### ${r.label}: ${r.dataset}`, '', `Command: \`${r.command}\` (run on ${r.date}; ${r.machine}; load average ${r.load}).`,
+      `poolkv \`--pool-size ${r.poolSize}\`; ${r.rounds} round${r.rounds === 1 ? '' : 's'}. Disk floor for the ${mib(r.imageBytes)} image: ${ms(r.diskFloorMs)}.`,
+      '', r.table, '', r.summary, '');
+  }
+  writeSection(parts.join('\n'), '## Snapshots');
+}
 
 async function main(): Promise<void> {
-  const keys = Math.floor(arg('keys', 300000));
-  const maxValue = Math.floor(arg('max-value', 4096));
+  const presetName = stringArg('size');
+  const preset = presetName === undefined ? undefined : PRESETS[presetName];
+  if (presetName !== undefined && preset === undefined) throw new Error(`--size must be one of ${Object.keys(PRESETS).join(', ')}`);
+  const keys = Math.floor(arg('keys', preset?.keys ?? 300000));
+  const maxValue = Math.floor(arg('max-value', preset?.maxValue ?? 4096));
   const seed = Math.floor(arg('seed', 1));
+  const rounds = Math.floor(arg('rounds', 1));
+  const poolSize = stringArg('pool-size') ?? preset?.poolSize ?? '2gb';
+  const alsoJs = process.argv.includes('--also-js');
   const write = process.argv.includes('--write');
   if (maxValue < MIN_VALUE * 16) throw new Error(`--max-value must be at least ${MIN_VALUE * 16}`);
   if (!fs.existsSync(POOLKV_MAIN)) throw new Error(`${POOLKV_MAIN} missing: run npx tsc -p . first`);
 
   const ds = dataset(keys, maxValue, seed);
+  const label = stringArg('label') ?? presetName ?? `${keys} keys, values up to ${maxValue}`;
   const description = `${keys} string keys (SET key:NNNNNNNN), values of ${MIN_VALUE}..${maxValue} random bytes ` +
     `(50% < ${maxValue / 16}, 35% < ${maxValue / 2}, 15% up to ${maxValue}; seed ${seed}), ${mib(ds.totalValueBytes)} of values`;
   console.log(`dataset: ${description}`);
+  const loadBefore = os.loadavg()[0]!.toFixed(2);
 
   const redisDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-snapshot-redis-'));
   const poolkvDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-snapshot-poolkv-'));
+  const jsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-snapshot-js-'));
   const warmDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-snapshot-warm-'));
   const shmFile = `/dev/shm/poolkv-bench-${process.pid}.pool`;
-  tempPaths.push(redisDir, poolkvDir, warmDir, shmFile);
+  tempPaths.push(redisDir, poolkvDir, jsDir, warmDir, shmFile);
 
   const redisPort = await freePort();
   const poolkvPort = await freePort();
+  const jsPort = await freePort();
   const redisArgs = ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir];
-  const poolkvArgs = [POOLKV_MAIN, '--port', String(poolkvPort), '--pool-size', '2gb', '--dir', poolkvDir, '--loglevel', 'warning'];
+  const poolkvArgs = [POOLKV_MAIN, '--port', String(poolkvPort), '--pool-size', poolSize, '--dir', poolkvDir, '--loglevel', 'warning'];
+  const jsArgs = [POOLKV_MAIN, '--port', String(jsPort), '--pool-size', poolSize, '--dir', jsDir, '--loglevel', 'warning'];
+  const nativeEnv = { ...process.env, POOLKV_SNAPSHOT_ENGINE: 'native' };
 
   let redis = start('redis-server', redisArgs);
-  let poolkv = start(process.execPath, poolkvArgs);
-  await Promise.all([waitForPing(redisPort), waitForPing(poolkvPort)]);
+  let poolkv = start(process.execPath, poolkvArgs, nativeEnv);
+  const js = alsoJs ? start(process.execPath, jsArgs, { ...process.env, POOLKV_SNAPSHOT_ENGINE: 'js' }) : null;
+  await Promise.all([waitForPing(redisPort), waitForPing(poolkvPort), ...(js ? [waitForPing(jsPort)] : [])]);
   const redisVersion = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).trim();
 
   let t = nowMs();
-  await load(ds, [redisPort, poolkvPort]);
-  console.log(`loaded both servers in ${((nowMs() - t) / 1000).toFixed(1)} s`);
+  await load(ds, [redisPort, poolkvPort, ...(js ? [jsPort] : [])]);
+  console.log(`loaded in ${((nowMs() - t) / 1000).toFixed(1)} s`);
 
-  // 1-3: BGSAVE, one server at a time so they do not compete for the cores.
-  const r = await measureBgsave(redisPort, redis.pid!, path.join(redisDir, 'dump.rdb'));
-  console.log(`redis  BGSAVE ${ms(r.bgsaveMs)}`);
-  const p = await measureBgsave(poolkvPort, poolkv.pid!, path.join(poolkvDir, 'dump.pool'));
-  console.log(`poolkv BGSAVE ${ms(p.bgsaveMs)}`);
+  // BGSAVE, one server at a time so they do not compete for the cores; rounds interleave the servers.
+  const rs: SaveResult[] = [];
+  const ps: SaveResult[] = [];
+  const js_: SaveResult[] = [];
+  for (let round = 0; round < rounds; round++) {
+    rs.push(await measureBgsave(redisPort, redis.pid!, path.join(redisDir, 'dump.rdb')));
+    ps.push(await measureBgsave(poolkvPort, poolkv.pid!, path.join(poolkvDir, 'dump.pool')));
+    if (js) js_.push(await measureBgsave(jsPort, js.pid!, path.join(jsDir, 'dump.pool')));
+    console.log(`round ${round + 1}: BGSAVE redis ${ms(rs[round]!.bgsaveMs)}, poolkv ${ms(ps[round]!.bgsaveMs)}` +
+      (js ? `, poolkv js engine ${ms(js_[round]!.bgsaveMs)}` : '') +
+      `; PING p99.9/max during: redis ${ms(rs[round]!.saveP999)}/${ms(rs[round]!.saveMax)}, poolkv ${ms(ps[round]!.saveP999)}/${ms(ps[round]!.saveMax)}` +
+      (js ? `, js ${ms(js_[round]!.saveP999)}/${ms(js_[round]!.saveMax)}` : ''));
+  }
+  const r = medianResult(rs);
+  const p = medianResult(ps);
+  const j = js ? medianResult(js_) : null;
+  if (js) {
+    await shutdown(jsPort, js);
+    fs.rmSync(path.join(jsDir, 'dump.pool'), { force: true });
+  }
+  const floor = diskFloorMs(poolkvDir, p.fileBytes);
+  console.log(`disk floor for ${mib(p.fileBytes)}: ${ms(floor)}`);
 
-  // 4: restart from the file in dir.
+  // Restart from the file in dir.
   await shutdown(redisPort, redis);
   await shutdown(poolkvPort, poolkv);
-  const rr = await timeToReady('redis-server', redisArgs, redisPort, keys);
-  redis = rr.child;
-  await shutdown(redisPort, redis);
-  const pr = await timeToReady(process.execPath, poolkvArgs, poolkvPort, keys);
-  poolkv = pr.child;
-  await shutdown(poolkvPort, poolkv);
+  const rr: number[] = [];
+  const pr: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const a = await timeToReady('redis-server', redisArgs, redisPort, keys);
+    redis = a.child;
+    rr.push(a.ms);
+    await shutdown(redisPort, redis);
+    const b = await timeToReady(process.execPath, poolkvArgs, poolkvPort, keys);
+    poolkv = b.child;
+    pr.push(b.ms);
+    await shutdown(poolkvPort, poolkv);
+    console.log(`round ${round + 1}: restart from file redis ${ms(a.ms)}, poolkv ${ms(b.ms)}`);
+  }
+  for (const dir of [redisDir, poolkvDir]) fs.rmSync(dir, { recursive: true, force: true });
 
-  // 5: poolkv warm restart from a cleanly shut down /dev/shm pool.
+  // poolkv warm restart from a cleanly shut down /dev/shm pool.
   const warmPort = await freePort();
-  const warmArgs = [POOLKV_MAIN, '--port', String(warmPort), '--pool-size', '2gb', '--dir', warmDir,
+  const warmArgs = [POOLKV_MAIN, '--port', String(warmPort), '--pool-size', poolSize, '--dir', warmDir,
     '--pool-path', shmFile, '--loglevel', 'warning'];
-  const warm = start(process.execPath, warmArgs);
+  let warm = start(process.execPath, warmArgs);
   await waitForPing(warmPort);
   await load(ds, [warmPort]);
   await shutdown(warmPort, warm);
   if (fs.existsSync(path.join(warmDir, 'dump.pool'))) throw new Error('SHUTDOWN NOSAVE wrote an image; warm restart would not be measured');
-  const wr = await timeToReady(process.execPath, warmArgs, warmPort, keys);
-  await shutdown(warmPort, wr.child);
+  const wr: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const w = await timeToReady(process.execPath, warmArgs, warmPort, keys);
+    warm = w.child;
+    wr.push(w.ms);
+    await shutdown(warmPort, warm);
+  }
+  fs.rmSync(shmFile, { force: true });
+  const loadAfter = os.loadavg()[0]!.toFixed(2);
 
-  const rows: [string, string, string, string][] = [
-    ['BGSAVE wall time', ms(r.bgsaveMs), ms(p.bgsaveMs), ratio(p.bgsaveMs, r.bgsaveMs)],
-    ['snapshot file size', mib(r.fileBytes), mib(p.fileBytes), ratio(p.fileBytes, r.fileBytes)],
-    ['PING max, idle (2 s)', ms(r.idleMax), ms(p.idleMax), ratio(p.idleMax, r.idleMax)],
-    ['PING p99.9, idle (2 s)', ms(r.idleP999), ms(p.idleP999), ratio(p.idleP999, r.idleP999)],
-    ['PING max, during BGSAVE', ms(r.saveMax), ms(p.saveMax), ratio(p.saveMax, r.saveMax)],
-    ['PING p99.9, during BGSAVE', ms(r.saveP999), ms(p.saveP999), ratio(p.saveP999, r.saveP999)],
-    ['PINGs answered during BGSAVE', String(r.savePings), String(p.savePings), ratio(p.savePings, r.savePings)],
-    ['RSS before BGSAVE', mib(r.rssBefore), mib(p.rssBefore), ratio(p.rssBefore, r.rssBefore)],
-    ['peak RSS increase during BGSAVE', mib(r.rssPeakDelta), mib(p.rssPeakDelta), ratio(p.rssPeakDelta, r.rssPeakDelta)],
-    ['restart from file: spawn → PONG with data', ms(rr.ms), ms(pr.ms), ratio(pr.ms, rr.ms)],
-    ['warm restart (/dev/shm pool): spawn → PONG with data', 'n/a', ms(wr.ms), 'n/a'],
+  const rRestart = median(rr);
+  const pRestart = median(pr);
+  const wRestart = median(wr);
+  type Row = [string, string, string, string, string?];
+  const rows: Row[] = [
+    ['BGSAVE wall time', ms(r.bgsaveMs), ms(p.bgsaveMs), ratio(p.bgsaveMs, r.bgsaveMs), j ? ms(j.bgsaveMs) : undefined],
+    ['snapshot file size', mib(r.fileBytes), mib(p.fileBytes), ratio(p.fileBytes, r.fileBytes), j ? mib(j.fileBytes) : undefined],
+    ['PING p99.9, idle', ms(r.idleP999), ms(p.idleP999), ratio(p.idleP999, r.idleP999), j ? ms(j.idleP999) : undefined],
+    ['PING max, idle', ms(r.idleMax), ms(p.idleMax), ratio(p.idleMax, r.idleMax), j ? ms(j.idleMax) : undefined],
+    ['PING p99.9, during BGSAVE', ms(r.saveP999), ms(p.saveP999), ratio(p.saveP999, r.saveP999), j ? ms(j.saveP999) : undefined],
+    ['PING max (longest stall), during BGSAVE', ms(r.saveMax), ms(p.saveMax), ratio(p.saveMax, r.saveMax), j ? ms(j.saveMax) : undefined],
+    ['p99.9 during BGSAVE / p99.9 idle', ratio(r.saveP999, r.idleP999), ratio(p.saveP999, p.idleP999), 'n/a', j ? ratio(j.saveP999, j.idleP999) : undefined],
+    ['PINGs answered per second, idle', rate(r.idleRate), rate(p.idleRate), ratio(p.idleRate, r.idleRate), j ? rate(j.idleRate) : undefined],
+    ['PINGs answered per second, during BGSAVE', rate(r.saveRate), rate(p.saveRate), ratio(p.saveRate, r.saveRate), j ? rate(j.saveRate) : undefined],
+    ['RSS before BGSAVE', mib(r.rssBefore), mib(p.rssBefore), ratio(p.rssBefore, r.rssBefore), j ? mib(j.rssBefore) : undefined],
+    ['peak RSS increase during BGSAVE', mib(r.rssPeakDelta), mib(p.rssPeakDelta), ratio(p.rssPeakDelta, r.rssPeakDelta), j ? mib(j.rssPeakDelta) : undefined],
+    ['restart from file: spawn → PONG with data', ms(rRestart), ms(pRestart), ratio(pRestart, rRestart), j ? '(same)' : undefined],
+    ['warm restart (/dev/shm pool): spawn → PONG with data', 'n/a', ms(wRestart), 'n/a', j ? '(same)' : undefined],
   ];
   const table = [
-    '| metric | redis | poolkv | poolkv/redis |',
-    '|---|---|---|---|',
-    ...rows.map((row) => `| ${row.join(' | ')} |`),
+    `| metric | redis | poolkv | poolkv/redis |${j ? ' poolkv, JS engine (before) |' : ''}`,
+    `|---|---|---|---|${j ? '---|' : ''}`,
+    ...rows.map((row) => `| ${row.slice(0, 4).join(' | ')} |${j ? ` ${row[4]} |` : ''}`),
   ].join('\n');
-  console.log('\n' + table);
+  const summary = `BGSAVE ${(r.bgsaveMs / p.bgsaveMs).toFixed(1)}x faster than Redis (disk floor ${ms(floor)}), ` +
+    `restart from file ${(rRestart / pRestart).toFixed(1)}x faster, warm restart ${(rRestart / wRestart).toFixed(1)}x faster than Redis's restart; ` +
+    `during BGSAVE poolkv's PING p99.9 is ${ratio(p.saveP999, p.idleP999)} its idle p99.9 (Redis ${ratio(r.saveP999, r.idleP999)}) ` +
+    `and its longest stall ${ms(p.saveMax)} (Redis ${ms(r.saveMax)}).`;
+  console.log('\n' + table + '\n\n' + summary);
 
   if (write) {
     const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${redisVersion.split(' ').slice(0, 3).join(' ')}`;
     const command = ['node dist/scripts/bench-snapshot.js', ...process.argv.slice(2)].join(' ');
-    const section = [
-      '## Snapshots (BGSAVE, restart)',
-      '',
-      `Command: \`${command}\` (run on ${new Date().toISOString().slice(0, 10)}; ${machine}).`,
-      `Dataset, loaded identically into both with pipelined SET (${BATCH} per write): ${description}.`,
-      `redis-server runs with \`--save '' --appendonly no\`; poolkv with \`--pool-size 2gb\`; both on the same cores as the benchmark client,`,
-      'measured one server at a time.',
-      '',
-      '- BGSAVE wall time: BGSAVE sent → `INFO persistence` (polled every 10 ms) shows `rdb_bgsave_in_progress:0`; status checked `ok`.',
-      '- PING: one client sends PING one at a time; "idle" is 2 s with nothing else running, "during BGSAVE" from just before BGSAVE until it ends.',
-      '- RSS: VmRSS of the server (for Redis plus the forked child) sampled every 10 ms from /proc; the increase is peak minus the value before BGSAVE.',
-      '  poolkv\'s pool is shared memory and counted once. Redis\'s child shares pages with its parent until they are copied, so summing the two',
-      '  VmRSS overstates Redis\'s real extra memory (the shared pages count twice).',
-      '- Restart from file: SHUTDOWN NOSAVE after the BGSAVE, start again with the same dir (dump.rdb / dump.pool), spawn → first `+PONG`',
-      '  (PING polled every 5 ms) after which DBSIZE equals the key count.',
-      '- Warm restart: poolkv with `--pool-path /dev/shm/…`, loaded, SHUTDOWN NOSAVE, started again with the same pool-path (no image in dir).',
-      '',
-      table,
-      '',
-    ].join('\n');
-    writeSection(section, '## Snapshots');
-    console.log('\nwrote the Snapshots section of docs/benchmarks.md');
+    const entry: Recorded = {
+      label, valueBytes: ds.totalValueBytes, date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC', command, machine,
+      load: `${loadBefore} before, ${loadAfter} after`, dataset: description, poolSize, rounds, diskFloorMs: floor, imageBytes: p.fileBytes, table, summary,
+    };
+    const all = readRecorded().filter((e) => e.label !== label);
+    all.push(entry);
+    fs.writeFileSync(RESULTS, JSON.stringify(all, null, 2) + '\n');
+    writeDocs(all);
+    console.log(`\nrecorded "${label}" in ${path.relative(ROOT, RESULTS)} and rewrote the Snapshots section of docs/benchmarks.md`);
   }
 }
 
-/** Replace the section starting with `heading` in docs/benchmarks.md (or append it). */
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => { cleanup(); process.exit(130); });
 }
