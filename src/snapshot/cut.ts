@@ -231,6 +231,13 @@ export class ConsistentCut {
     return this.pages.length;
   }
 
+  /** Pages whose off-thread copy is in flight right now (tests use it to write into exactly those pages). */
+  pagesInFlight(): number[] {
+    const out: number[] = [];
+    for (const page of this.pages) if (this.state[page] === IN_FLIGHT || this.state[page] === IN_FLIGHT_WRITTEN) out.push(page);
+    return out;
+  }
+
   /** Where the cut stands, as onProgress gets it. */
   progress(): CutProgress {
     return {
