@@ -165,7 +165,10 @@ class StagingSink implements SnapshotSink {
     assert.equal(this.lent.size, 0, 'every staging buffer is back before commit');
     return this.inner.commit(trailer);
   }
+  /** Buffers still lent when abort() came (must be 0: the cut hands them all back first). */
+  lentAtAbort = -1;
   abort(reason: string): void | Promise<void> {
+    this.lentAtAbort = this.lent.size;
     return this.inner.abort(reason);
   }
 }
@@ -309,6 +312,28 @@ describe('snapshot: off-thread cut (native engine) against the dataset at the cu
       pool.close(); // cancel() waited for any copy reading the pool
       await assert.rejects(running, /test abort/);
       assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('temp-')), [], 'the temp file is removed');
+    }
+  });
+
+  it('abort with a staging sink: every staging buffer is handed back before the sink is aborted', async () => {
+    const dir = tempDir();
+    for (let round = 0; round < 4; round++) {
+      const pool = Pool.open({ size: 96 * MiB, databases: 1 });
+      try {
+        const ks = new Keyspace(pool);
+        for (let i = 0; i < 40; i++) ks.db(0).setString(Buffer.from(`big${i}`), pattern(i, MiB), 0);
+        const sink = new StagingSink(new FileSink({ dir, filename: 'dump.pool', sync: false }), 3);
+        const cut = ConsistentCut.open(pool, sink, { engine: 'native', inFlight: 3 });
+        const running = cut.run();
+        for (let i = 0; i < round * 3; i++) await immediate();
+        // Writes now and then, so pre-images are in play too.
+        ks.db(0).setString(Buffer.from(`big${round * 7}`), pattern(99, MiB), 0);
+        cut.abort('test abort');
+        await assert.rejects(running, /test abort/);
+        assert.equal(sink.lentAtAbort, 0, 'staging buffers lent when the sink was aborted');
+      } finally {
+        pool.close();
+      }
     }
   });
 

@@ -511,10 +511,12 @@ export class ConsistentCut {
       job.crc.catch(() => {}); // awaited in order below; a rejection before then (abort: 'cancelled') is not unhandled
       queue.push(job);
     };
+    let head: Job | null = null; // shifted from the queue, not yet handed back
     try {
       while (this.blocksDone < h.blockCount) {
         while (next < h.blockCount && queue.length < this.inFlight) enqueue();
         const job = queue.shift()!;
+        head = job;
         // Keep inFlight copies going while this block is awaited and written.
         if (next < h.blockCount) enqueue();
         endTurn();
@@ -534,9 +536,11 @@ export class ConsistentCut {
             await pending;
           } finally {
             turnStart = performance.now();
+            head = null;
             this.release(job);
           }
         } else {
+          head = null;
           this.release(job);
         }
         this.checkAbort();
@@ -553,9 +557,12 @@ export class ConsistentCut {
       }
       endTurn();
     } catch (err) {
-      // No buffer may be reused or handed back while a job still writes into it.
+      // No buffer may be reused or handed back while a job still writes into it;
+      // then the sink gets its staging buffers back (blocks never written included).
       group.cancel();
-      await Promise.allSettled(queue.map((j) => j.crc));
+      const outstanding = head !== null ? [head, ...queue] : queue;
+      await Promise.allSettled(outstanding.map((j) => j.crc));
+      for (const j of outstanding) if (j.source === 'sink') this.sink.releaseBuffer?.(j.payload);
       throw err;
     }
     if (h.blockCount === 0) this.uninstall();
