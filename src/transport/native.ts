@@ -1,7 +1,7 @@
 // Typed loader for the poolkv_native addon (native/poolkv_native.cc), built by
 // `npm install` (node-gyp → build/Release) or cmake-js (build/cmake/Release).
-// The RDMA snapshot transport will live in the addon; for now it reports what
-// this build and host can do.
+// It carries the RDMA snapshot transport (typed at the end of this file, used
+// through rdma-link.ts) and reports what this build and host can do.
 import * as fs from 'fs';
 import * as path from 'path';
 

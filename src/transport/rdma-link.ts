@@ -14,6 +14,17 @@
 //   - Everything a link is asked to do is posted in call order on one QP, so
 //     a write() called before a send() lands before the peer sees the message.
 //
+// Sizes: control messages up to LINK_MAX_MESSAGE; work requests of
+// RDMA_WRITE_CHUNK_BYTES, at most 16 MiB of writes in flight per link; staging
+// buffers up to RDMA_STAGING_MAX_BYTES from a RDMA_STAGING_ARENA_BYTES arena per
+// device. For benchmarks on real hardware, POOLKV_RDMA_WRITE_CHUNK_BYTES and
+// POOLKV_RDMA_WRITE_INFLIGHT_BYTES override the chunk size (at most 1 MiB) and
+// the in-flight cap.
+//
+// Memory that is exposed or registered stays registered, and referenced, for
+// the life of the process: expose the same landing region again rather than a
+// fresh buffer per transfer.
+//
 // The JS thread never waits on the network: connection set-up and completion
 // polling run on one native thread per link, registration of a region given to
 // registerRdmaRegion() on the libuv pool. (expose() of a region that is not yet
