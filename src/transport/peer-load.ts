@@ -129,8 +129,8 @@ function receiveBlocks(
         }
         case 'end':
           verifier.checkTrailer(m.trailer);
-          channel.send({ type: 'loaded' }).catch(() => {});
-          poolReady.then(() => finish(null), (err: Error) => finish(err));
+          // LOADED must have left before the link closes (RDMA tears the QP down at once).
+          Promise.all([channel.send({ type: 'loaded' }).catch(() => {}), poolReady]).then(() => finish(null), (err: Error) => finish(err));
           return;
         case 'failed':
         case 'refuse':

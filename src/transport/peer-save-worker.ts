@@ -69,6 +69,10 @@ async function handle(request: SyncWorkerRequest): Promise<void> {
   }
 }
 
+// Anything unexpected ends the save with the reason rather than leaving SAVE waiting for a timeout.
+process.on('uncaughtException', fail);
+process.on('unhandledRejection', fail);
+
 // Requests run strictly in order; the first failure ends the conversation.
 let chain: Promise<void> = Promise.resolve();
 parentPort?.on('message', (request: SyncWorkerRequest) => {

@@ -3,9 +3,9 @@
 // real client, and read a whole server back as a comparable model
 // (key → value digest + PEXPIRETIME), so "the restarted server has exactly
 // what was written before BGSAVE" is one deepEqual.
-import { createHash } from 'crypto';
+import { createCipheriv, createHash } from 'crypto';
 import type IORedisClient from 'ioredis';
-import { pattern, rng } from './random';
+import { rng } from './random';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const IORedis = require('ioredis') as typeof import('ioredis').default;
@@ -36,6 +36,16 @@ function digest(value: Buffer): string {
   return createHash('sha1').update(value).digest('hex');
 }
 
+/** `len` pseudo-random bytes determined by `seed` (AES-CTR keystream: fast for big values). */
+export function valueBytes(seed: number, len: number): Buffer {
+  const key = createHash('sha256').update(`dataset-value-${seed}`).digest().subarray(0, 16);
+  return createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(len));
+}
+
+/** Pipelines are flushed at this many commands or this many payload bytes. */
+const PIPELINE_COMMANDS = 200;
+const PIPELINE_BYTES = 8 * 1024 * 1024;
+
 /** Write the dataset; returns its model. */
 export async function writeDataset(port: number, spec: DatasetSpec): Promise<DatasetModel> {
   const r = rng(spec.seed);
@@ -46,25 +56,28 @@ export async function writeDataset(port: number, spec: DatasetSpec): Promise<Dat
   try {
     const pipelines = clients.map((c) => c.pipeline());
     const counts = new Array<number>(spec.dbs).fill(0);
+    const bytes = new Array<number>(spec.dbs).fill(0);
     const flush = async (db: number): Promise<void> => {
       const results = await pipelines[db]!.exec();
       for (const [err] of results ?? []) if (err) throw err;
       pipelines[db] = clients[db]!.pipeline();
       counts[db] = 0;
+      bytes[db] = 0;
     };
     const put = async (db: number, key: string, value: Buffer): Promise<void> => {
       const expireAt = r() < (spec.ttlShare ?? 0.2) ? far + Math.floor(r() * 1e6) : -1;
       pipelines[db]!.set(key, value);
       if (expireAt > 0) pipelines[db]!.pexpireat(key, expireAt);
       model[db]![key] = `${digest(value)} ${expireAt}`;
-      if (++counts[db]! >= 200) await flush(db);
+      bytes[db]! += value.length;
+      if (++counts[db]! >= PIPELINE_COMMANDS || bytes[db]! >= PIPELINE_BYTES) await flush(db);
     };
     for (let i = 0; i < spec.smallKeys; i++) {
       const db = Math.floor(r() * spec.dbs);
-      await put(db, `${prefix}:s:${i}`, pattern(spec.seed * 100000 + i, 1 + Math.floor(r() * 2000)));
+      await put(db, `${prefix}:s:${i}`, valueBytes(spec.seed * 100000 + i, 1 + Math.floor(r() * 2000)));
     }
     for (let i = 0; i < spec.bigKeys; i++) {
-      await put(0, `${prefix}:b:${i}`, pattern(spec.seed * 100000 + 50000 + i, spec.bigBytes));
+      await put(0, `${prefix}:b:${i}`, valueBytes(spec.seed * 100000 + 50000 + i, spec.bigBytes));
     }
     for (let db = 0; db < spec.dbs; db++) await flush(db);
   } finally {
@@ -87,9 +100,9 @@ export async function readDataset(port: number, dbs: number): Promise<DatasetMod
         keys.push(...batch);
       } while (cursor !== '0');
       const out: Record<string, string> = {};
-      for (let i = 0; i < keys.length; i += 200) {
+      for (let i = 0; i < keys.length; i += 20) {
         const p = c.pipeline();
-        const slice = keys.slice(i, i + 200);
+        const slice = keys.slice(i, i + 20);
         for (const key of slice) {
           p.getBuffer(key);
           p.pexpiretime(key);

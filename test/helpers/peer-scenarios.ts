@@ -27,6 +27,8 @@ export interface PeerScenarioOptions {
   bigMiB?: number;
   /** Size of the dataset for the -LOADING check (MiB). */
   loadingMiB?: number;
+  /** Factor on the other datasets' key counts (slow transports, slow VMs). */
+  scale?: number;
 }
 
 async function cmd(port: number, ...args: string[]): Promise<string> {
@@ -67,8 +69,11 @@ function hello(overrides: Partial<Extract<Message, { type: 'hello' }>>): Message
 }
 
 export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, options: PeerScenarioOptions = {}): void {
-  const bigMiB = options.bigMiB ?? (transport === 'tcp' ? 300 : 48);
-  const loadingMiB = options.loadingMiB ?? (transport === 'tcp' ? 160 : 32);
+  const bigMiB = options.bigMiB ?? (transport === 'tcp' ? 300 : 16);
+  const loadingMiB = options.loadingMiB ?? (transport === 'tcp' ? 160 : 16);
+  const scale = options.scale ?? (transport === 'tcp' ? 1 : 0.25);
+  const n = (count: number): number => Math.max(1, Math.round(count * scale));
+  /** A pool for about `mib` MiB of data (RDMA registers the whole pool: keep it no bigger than needed). */
   const poolFor = (mib: number): string => `${Math.max(64, 2 ** Math.ceil(Math.log2(mib * 1.3 + 16)))}mb`;
 
   describe(`peer snapshots over ${transport} (${host})`, function () {
@@ -107,7 +112,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       throw new Error('poolkv-server started although it should have refused');
     }
 
-    async function loadInto(r: ReceiverProcess, name: string, pool = '256mb', token = TOKEN): Promise<RedisProcess> {
+    async function loadInto(r: ReceiverProcess, name: string, pool = '64mb', token = TOKEN): Promise<RedisProcess> {
       return server(['--pool-size', pool, ...peerArgs(r, name, token), '--load-from-peer', 'yes']);
     }
 
@@ -128,8 +133,9 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
 
     it('BGSAVE ships a point-in-time image; a fresh server with load-from-peer yes has exactly that dataset', async () => {
       const r = await receiver();
-      const a = await server(['--pool-size', '256mb', ...peerArgs(r, 'app')]);
-      const spec: DatasetSpec = { seed: 1, dbs: 3, smallKeys: 3000, bigKeys: 24, bigBytes: 700 * 1024, ttlShare: 0.3 };
+      const spec: DatasetSpec = { seed: 1, dbs: 3, smallKeys: n(3000), bigKeys: n(24), bigBytes: 700 * 1024, ttlShare: 0.3 };
+      const pool = poolFor(n(24) + n(3000) / 1000);
+      const a = await server(['--pool-size', pool, ...peerArgs(r, 'app')]);
       const before = await writeDataset(a.port, spec);
       // BGSAVE, then in the same packet writes that must not be in the image.
       const later: Buffer[] = [];
@@ -151,7 +157,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       assert.match(a.output(), new RegExp(`Background saving terminated with success .*${transport} peer .*generation 1`));
       await r.waitForLog(/Image 'app' generation 1 committed from/);
 
-      const b = await loadInto(r, 'app');
+      const b = await loadInto(r, 'app', pool);
       assert.match(b.output(), new RegExp(`Loading the pool image 'app' from ${transport} peer`));
       assert.match(b.output(), new RegExp(`DB loaded from ${transport} peer .* \\(generation 1\\): \\d+\\.\\d{3} seconds`));
       const loaded = await readDataset(b.port, spec.dbs);
@@ -168,8 +174,9 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
 
     it('SAVE blocks the server until the receiver committed, then answers +OK', async () => {
       const r = await receiver();
-      const a = await server(['--pool-size', '256mb', ...peerArgs(r, 'blocking')]);
-      const spec: DatasetSpec = { seed: 2, dbs: 1, smallKeys: 500, bigKeys: transport === 'tcp' ? 96 : 24, bigBytes: BIG };
+      const spec: DatasetSpec = { seed: 2, dbs: 1, smallKeys: n(500), bigKeys: n(96), bigBytes: BIG };
+      const pool = poolFor(n(96));
+      const a = await server(['--pool-size', pool, ...peerArgs(r, 'blocking')]);
       const model = await writeDataset(a.port, spec);
       const lastsave = Number((await cmd(a.port, 'LASTSAVE')).slice(1, -2));
       const saver = connect(a.port);
@@ -195,29 +202,29 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       const persistence = await info(a.port);
       assert.equal(persistence.get('snapshot_last_status'), 'ok');
       assert.equal(persistence.get('rdb_changes_since_last_save'), '0');
-      const b = await loadInto(r, 'blocking');
+      const b = await loadInto(r, 'blocking', pool);
       assert.deepEqual(await readDataset(b.port, 1), sortedModel(model));
     });
 
     it('several servers share one receiver, each under its own snapshot-name', async () => {
       const r = await receiver();
-      const specs: DatasetSpec[] = [1, 2, 3].map((n) => ({ seed: 10 + n, dbs: 2, smallKeys: 400 * n, bigKeys: n, bigBytes: 300 * 1024, prefix: `s${n}` }));
-      const sources = await Promise.all(specs.map((_, i) => server(['--pool-size', '128mb', ...peerArgs(r, `tenant-${i}`)])));
+      const specs: DatasetSpec[] = [1, 2, 3].map((k) => ({ seed: 10 + k, dbs: 2, smallKeys: n(400 * k), bigKeys: k, bigBytes: 300 * 1024, prefix: `s${k}` }));
+      const sources = await Promise.all(specs.map((_, i) => server(['--pool-size', '64mb', ...peerArgs(r, `tenant-${i}`)])));
       const models = await Promise.all(sources.map((s, i) => writeDataset(s.port, specs[i]!)));
       // All three at once.
       const results = await Promise.all(sources.map((s) => bgsave(s)));
       for (const result of results) assert.equal(result.get('rdb_last_bgsave_status'), 'ok');
       assert.deepEqual(fs.readdirSync(r.dir).sort(), ['tenant-0', 'tenant-1', 'tenant-2']);
       for (let i = 0; i < 3; i++) {
-        const loaded = await loadInto(r, `tenant-${i}`, '128mb');
+        const loaded = await loadInto(r, `tenant-${i}`, '64mb');
         assert.deepEqual(await readDataset(loaded.port, 2), sortedModel(models[i]!), `tenant-${i}`);
       }
     });
 
     it('the receiver reloads its DIR on restart and serves the image; --keep N prunes old generations', async () => {
       const r = await receiver({ keep: 2 });
-      const a = await server(['--pool-size', '128mb', ...peerArgs(r, 'gens')]);
-      await writeDataset(a.port, { seed: 5, dbs: 1, smallKeys: 1000, bigKeys: 4, bigBytes: MiB });
+      const a = await server(['--pool-size', '64mb', ...peerArgs(r, 'gens')]);
+      await writeDataset(a.port, { seed: 5, dbs: 1, smallKeys: n(1000), bigKeys: 4, bigBytes: BIG });
       for (let generation = 1; generation <= 4; generation++) {
         assert.equal(await cmd(a.port, 'SET', 'generation', String(generation)), '+OK\r\n');
         assert.equal((await bgsave(a)).get('rdb_last_bgsave_status'), 'ok');
@@ -228,7 +235,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       assert.equal(await r.stop(), 0);
       const again = await receiver({ dir: r.dir, keep: 1, port: r.port });
       assert.match(again.output(), /Image 'gens': generation 4 is current \(\d+ bytes, taken .*; 2 generation\(s\) on disk\)/);
-      const b = await loadInto(again, 'gens', '128mb');
+      const b = await loadInto(again, 'gens', '64mb');
       assert.deepEqual(await readDataset(b.port, 1), model);
       assert.equal(await cmd(b.port, 'GET', 'generation'), '$1\r\n4\r\n');
       // --keep 1 now: the next commit leaves one generation.
@@ -241,7 +248,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
     it('a wrong token is refused: both sides log why, nothing is stored, the server keeps serving', async () => {
       const r = await receiver();
       const a = await server(['--pool-size', '64mb', ...peerArgs(r, 'secret', 'not-the-token')]);
-      await writeDataset(a.port, { seed: 6, dbs: 1, smallKeys: 200, bigKeys: 2, bigBytes: MiB });
+      await writeDataset(a.port, { seed: 6, dbs: 1, smallKeys: 200, bigKeys: 2, bigBytes: BIG });
       const after = await bgsave(a);
       assert.equal(after.get('rdb_last_bgsave_status'), 'err');
       assert.equal(after.get('snapshot_last_status'), 'err');
@@ -284,7 +291,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       const r = await receiver();
       const pool = poolFor(bigMiB);
       const a = await server(['--pool-size', pool, ...peerArgs(r, 'big')]);
-      const first = await writeDataset(a.port, { seed: 7, dbs: 2, smallKeys: 2000, bigKeys: bigMiB, bigBytes: BIG });
+      const first = await writeDataset(a.port, { seed: 7, dbs: 2, smallKeys: n(2000), bigKeys: bigMiB, bigBytes: BIG });
       assert.equal((await bgsave(a)).get('rdb_last_bgsave_status'), 'ok');
       await r.waitForLog("Image 'big' generation 1 committed");
       // Change the dataset, start the next BGSAVE and kill the receiver while the image is in flight.
@@ -334,11 +341,11 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       const r = await receiver();
       const pool = poolFor(bigMiB);
       const a = await server(['--pool-size', pool, ...peerArgs(r, 'victim')]);
-      const first = await writeDataset(a.port, { seed: 8, dbs: 1, smallKeys: 1000, bigKeys: bigMiB, bigBytes: BIG });
+      const first = await writeDataset(a.port, { seed: 8, dbs: 1, smallKeys: n(1000), bigKeys: bigMiB, bigBytes: BIG });
       assert.equal((await bgsave(a)).get('rdb_last_bgsave_status'), 'ok');
       await r.waitForLog("Image 'victim' generation 1 committed");
       assert.equal(await cmd(a.port, 'FLUSHALL'), '+OK\r\n');
-      await writeDataset(a.port, { seed: 9, dbs: 1, smallKeys: 1000, bigKeys: bigMiB, bigBytes: BIG });
+      await writeDataset(a.port, { seed: 9, dbs: 1, smallKeys: n(1000), bigKeys: bigMiB, bigBytes: BIG });
       const mark = r.mark();
       assert.equal(await cmd(a.port, 'BGSAVE'), '+Background saving started\r\n');
       await r.waitForLog("Receiving image 'victim'", 30000, mark);
