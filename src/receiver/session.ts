@@ -188,6 +188,7 @@ class SaveTransfer {
     });
     try {
       await writeFully(this.file, this.encodedHeader, 0, this.encodedHeader.length, 0);
+      if (this.finished) return done; // the connection went away meanwhile; fail() cleaned up
       this.slotBytes = BLOCK_HEADER_BYTES + h.pageSize;
       this.ring = this.ctx.acquireRing(RING_SLOTS * this.slotBytes);
       await this.link.expose(RING_REGION, [this.ring]);

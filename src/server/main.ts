@@ -224,7 +224,8 @@ async function main(argv: string[]): Promise<void> {
     onProgress(loadedBytes) {
       loading.loadedBytes = loadedBytes;
       const now = Date.now();
-      if (now - lastProgressLog >= 1000 && loadedBytes < loading.totalBytes) {
+      // Progress lines once the server listens (the first ones would otherwise come before "Running mode=...").
+      if (server !== null && now - lastProgressLog >= 1000 && loadedBytes < loading.totalBytes) {
         lastProgressLog = now;
         log.notice(`Loading the pool image: ${loading.percent.toFixed(1)}% (${bytesToHuman(loadedBytes)} of ${bytesToHuman(loading.totalBytes)})`);
       }

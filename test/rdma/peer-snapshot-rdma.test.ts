@@ -6,5 +6,5 @@ import { definePeerScenarios } from '../helpers/peer-scenarios';
 import { describeRdma, rdmaTestEnv } from '../helpers/rdma-env';
 
 describeRdma('peer snapshots over RDMA', function () {
-  definePeerScenarios('rdma', rdmaTestEnv().host, { bigMiB: 48, loadingMiB: 32 });
+  definePeerScenarios('rdma', rdmaTestEnv().host);
 });
