@@ -8,7 +8,7 @@
 //   rdmaUnavailableReason(): string | null
 //   rdmaConnect(host, port, timeoutMs): External   -> new RdmaConnection(external)
 //   RdmaConnection: start(cb), send(buf), expose(id, views), write(id, offset, parts),
-//                   close(), stagingArena()
+//                   close(reason), stagingArena()
 //   RdmaListener(host, port, cb): close()
 //   rdmaRegisterRegion(views, hostForDevice): Promise<{device, bytes, registered}>
 //   rdmaStats(): {...counters}
@@ -284,11 +284,16 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     return Napi::Number::New(env, static_cast<double>(token));
   }
 
+  // close(reason?): what was already asked for and a CLOSE message with the
+  // reason go out first (for at most 2 s), as the TCP link does.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (conn_ != nullptr) {
-      conn_->RequestShutdown();
-      // Never started (an accepted connection nobody took): release it now.
-      if (!started_) conn_.reset();
+      if (!started_) {
+        conn_.reset();  // an accepted connection nobody took: release it now
+      } else {
+        std::string reason = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "closed";
+        conn_->Close(reason);
+      }
     }
     return info.Env().Undefined();
   }

@@ -30,6 +30,7 @@ namespace {
 constexpr uint8_t kWireVersion = 1;
 constexpr uint8_t kWireMessage = 1;  // a Link message
 constexpr uint8_t kWireExpose = 2;   // {id u32, rkey u32, addr u64, length u64}
+constexpr uint8_t kWireClose = 3;    // the closing side's reason (UTF-8), its last message
 constexpr size_t kWireHeader = 8;
 constexpr size_t kWireExposeBytes = 24;
 constexpr size_t kSlotBytes = 4096 + 64;  // >= kWireHeader + kMaxMessage, cache-line multiple
@@ -45,6 +46,10 @@ constexpr uint64_t kRecvBit = 1ull << 63;
 // dead peer is detected in ~4 s unless its kernel already sent a DREQ.
 constexpr uint8_t kAckTimeout = 17;
 constexpr int kPassiveEstablishMs = 15000;
+// close() lets what was already asked for (and its CLOSE message) go out for at
+// most this long before it disconnects anyway (as the TCP link does).
+constexpr int64_t kGracefulCloseMs = 2000;
+constexpr size_t kMaxCloseReason = 1000;
 
 void PutLe32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; i++) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -509,6 +514,30 @@ void Connection::Join() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
+void Connection::Close(const std::string& reason) {
+  bool graceful;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_for_ops_) return;
+    closed_for_ops_ = true;
+    graceful = in_main_loop_;
+    if (graceful) {
+      // Last in the queue: everything asked for before close() goes out first.
+      Op op;
+      op.kind = Op::kClose;
+      op.token = next_token_++;
+      op.payload.assign(reason.begin(), reason.begin() + std::min(reason.size(), kMaxCloseReason));
+      incoming_.push_back(std::move(op));
+      close_deadline_ms_ = NowMs() + kGracefulCloseMs;
+    }
+  }
+  if (graceful) {
+    Wake();
+  } else {
+    RequestShutdown();  // still connecting: nothing to flush
+  }
+}
+
 void Connection::RequestShutdown() {
   shutdown_requested_ = true;
   Wake();
@@ -899,10 +928,21 @@ void Connection::Fail(const std::string& reason) {
 }
 
 void Connection::MainLoop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_main_loop_ = true;
+  }
   Pump();
-  while (!failed_ && !shutdown_requested_) {
+  while (!failed_ && !shutdown_requested_ && !close_sent_) {
+    int timeout = -1;
+    int64_t close_deadline = close_deadline_ms_.load();
+    if (close_deadline != 0) {
+      int64_t remaining = close_deadline - NowMs();
+      if (remaining <= 0) break;  // the peer is not taking what is left; disconnect anyway
+      timeout = static_cast<int>(remaining);
+    }
     pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {comp_channel_->fd, POLLIN, 0}, {channel_->fd, POLLIN, 0}};
-    int rc = poll(fds, 3, -1);
+    int rc = poll(fds, 3, timeout);
     if (rc < 0) {
       if (errno == EINTR) continue;
       Fail("poll: " + Errno(errno));
@@ -914,8 +954,9 @@ void Connection::MainLoop() {
       (void)ignored;
     }
     if (shutdown_requested_) break;
-    if (fds[2].revents) HandleCmEvents();
+    // Completions first: messages that arrived before a disconnect are delivered.
     if (fds[1].revents) DrainCompletions();
+    if (fds[2].revents) HandleCmEvents();
     // An error condition on a verbs/CM descriptor would wake poll() forever.
     constexpr short kBroken = POLLERR | POLLHUP | POLLNVAL;
     if ((fds[1].revents & kBroken) || (fds[2].revents & kBroken)) {
@@ -932,7 +973,11 @@ void Connection::HandleCmEvents() {
     rdma_ack_cm_event(event);
     switch (type) {
       case RDMA_CM_EVENT_DISCONNECTED:
-        Fail("peer disconnected (RDMA_CM_EVENT_DISCONNECTED)");
+        // Deliver what completed before the peer went (its CLOSE message names the reason);
+        // the flushed work requests that follow are expected now.
+        peer_disconnected_ = true;
+        DrainCompletions();
+        Fail("peer disconnected (RDMA_CM_EVENT_DISCONNECTED)" + (wc_error_.empty() ? "" : " after " + wc_error_));
         break;
       case RDMA_CM_EVENT_DEVICE_REMOVAL:
         Fail("RDMA device removed (RDMA_CM_EVENT_DEVICE_REMOVAL)");
@@ -954,43 +999,41 @@ void Connection::DrainCompletions() {
   // Re-arm before polling, so a completion that lands after the last poll still wakes us.
   ibv_req_notify_cq(cq_, 0);
   uint64_t completed_upto = 0;
+  // The whole CQ is drained even after an error completion: successful RECVs
+  // queued with it still carry messages the peer sent before things went wrong.
+  std::string error;        // the first error completion's description
+  bool only_flushes = true; // flushes follow the real cause; prefer that one
   ibv_wc wcs[32];
   int n = 0;
   while (!failed_ && (n = ibv_poll_cq(cq_, 32, wcs)) > 0) {
     for (int i = 0; i < n && !failed_; i++) {
       const ibv_wc& wc = wcs[i];
+      const char* what = "RECV";
       if (wc.wr_id & kRecvBit) {
-        int slot = static_cast<int>(wc.wr_id & ~kRecvBit);
-        if (wc.status != IBV_WC_SUCCESS) {
-          if (wc.status == IBV_WC_WR_FLUSH_ERR) {
-            // The QP went to error; a DISCONNECTED usually explains why, give it a moment.
-            pollfd pfd{channel_->fd, POLLIN, 0};
-            if (poll(&pfd, 1, 300) > 0) HandleCmEvents();
-          }
-          Fail(WcFailure("RECV", wc));
+        if (wc.status == IBV_WC_SUCCESS) {
+          HandleRecv(static_cast<int>(wc.wr_id & ~kRecvBit), wc.byte_len);
+          continue;
+        }
+      } else {
+        if (in_flight_.empty()) {
+          Fail("internal error: a send completion with no work request in flight");
           break;
         }
-        if (!HandleRecv(slot, wc.byte_len)) break;
-        continue;
-      }
-      if (in_flight_.empty()) {
-        Fail("internal error: a send completion with no work request in flight");
-        break;
-      }
-      InFlight done = in_flight_.front();
-      in_flight_.pop_front();
-      if (done.send_slot >= 0) free_send_slots_.push_back(done.send_slot);
-      if (done.bounce_slot >= 0) free_bounce_slots_.push_back(done.bounce_slot);
-      write_bytes_in_flight_ -= done.bytes;
-      if (wc.status != IBV_WC_SUCCESS) {
-        if (wc.status == IBV_WC_WR_FLUSH_ERR) {
-          pollfd pfd{channel_->fd, POLLIN, 0};
-          if (poll(&pfd, 1, 300) > 0) HandleCmEvents();
+        InFlight done = in_flight_.front();
+        in_flight_.pop_front();
+        if (done.send_slot >= 0) free_send_slots_.push_back(done.send_slot);
+        if (done.bounce_slot >= 0) free_bounce_slots_.push_back(done.bounce_slot);
+        write_bytes_in_flight_ -= done.bytes;
+        if (done.closes) close_sent_ = true;  // sent or not, there is nothing left to wait for
+        if (wc.status == IBV_WC_SUCCESS) {
+          if (done.last) completed_upto = done.token;
+          continue;
         }
-        Fail(WcFailure(done.what, wc));
-        break;
+        what = done.what;
       }
-      if (done.last) completed_upto = done.token;
+      bool flush = wc.status == IBV_WC_WR_FLUSH_ERR;
+      if (error.empty() || (only_flushes && !flush)) error = WcFailure(what, wc);
+      only_flushes = only_flushes && flush;
     }
   }
   if (n < 0 && !failed_) Fail("ibv_poll_cq failed");
@@ -998,6 +1041,19 @@ void Connection::DrainCompletions() {
     LinkEvent event{LinkEvent::kCompleted};
     event.token = completed_upto;
     PushEvent(std::move(event));
+  }
+  if (!error.empty() && !failed_ && !peer_disconnected_) {
+    if (!in_cm_wait_) {
+      // A peer that died shows up as flushed or refused work requests first
+      // (its MRs may go before its QP); the DISCONNECTED that says what
+      // really happened is usually about to arrive: give it a moment.
+      in_cm_wait_ = true;
+      wc_error_ = only_flushes ? std::string() : error;
+      pollfd pfd{channel_->fd, POLLIN, 0};
+      if (poll(&pfd, 1, 300) > 0) HandleCmEvents();
+      in_cm_wait_ = false;
+    }
+    Fail(error);
   }
 }
 
@@ -1013,6 +1069,10 @@ bool Connection::HandleRecv(int slot, uint32_t byte_len) {
   if (p[0] == kWireMessage) {
     event.data.assign(p + kWireHeader, p + kWireHeader + length);
     deliver = true;
+  } else if (p[0] == kWireClose) {
+    std::string reason(reinterpret_cast<const char*>(p + kWireHeader), length);
+    Fail("peer closed the link: " + (reason.empty() ? std::string("no reason given") : reason));
+    return false;
   } else if (p[0] == kWireExpose && length == kWireExposeBytes) {
     const uint8_t* body = p + kWireHeader;
     RemoteRegion region;
@@ -1057,6 +1117,7 @@ void Connection::Pump() {
     const uint8_t* payload = op.payload.data();
     size_t length = op.payload.size();
     uint8_t expose[kWireExposeBytes];
+    if (op.kind == Op::kClose) type = kWireClose;
     if (op.kind == Op::kExpose) {
       std::string error;
       bool registered_now = false;
@@ -1103,7 +1164,7 @@ void Connection::Pump() {
       Fail("ibv_post_send (SEND): " + Errno(rc));
       break;
     }
-    in_flight_.push_back(InFlight{op.token, true, slot, -1, "SEND", 0});
+    in_flight_.push_back(InFlight{op.token, true, slot, -1, "SEND", 0, op.kind == Op::kClose});
     ops_.pop_front();
   }
 }
@@ -1199,7 +1260,7 @@ bool Connection::PostNextWrite(Op& op, bool* op_done) {
   op.part_offset = part_offset;
   *op_done = op.posted == op.total;
   write_bytes_in_flight_ += taken;
-  in_flight_.push_back(InFlight{op.token, *op_done, -1, bounce, "RDMA WRITE", taken});
+  in_flight_.push_back(InFlight{op.token, *op_done, -1, bounce, "RDMA WRITE", taken, false});
   return true;
 }
 

@@ -133,7 +133,11 @@ class Connection {
   // when TakeEvents() has something; `on_exit` is the thread's last action.
   void Start(Notifier notify, std::function<void()> on_exit);
   std::vector<LinkEvent> TakeEvents();
-  // Wakes the thread to disconnect and release everything; idempotent, any thread.
+  // Closes like the TCP link: operations already asked for, then a CLOSE
+  // message carrying `reason`, go out before the disconnect (for at most
+  // kGracefulCloseMs); later calls fail. JS thread; idempotent.
+  void Close(const std::string& reason);
+  // Wakes the thread to disconnect and release everything now; idempotent, any thread.
   void RequestShutdown();
   // Waits for the thread to finish (call once it has run on_exit, or after RequestShutdown).
   void Join();
@@ -148,7 +152,7 @@ class Connection {
 
  private:
   struct Op {
-    enum Kind { kSend, kExpose, kWrite } kind;
+    enum Kind { kSend, kExpose, kWrite, kClose } kind;
     uint64_t token = 0;
     std::vector<uint8_t> payload;  // kSend
     uint32_t region_id = 0;        // kExpose, kWrite
@@ -169,6 +173,7 @@ class Connection {
     int bounce_slot;    // -1 if none
     const char* what;   // "SEND", "RDMA WRITE"
     uint64_t bytes;     // RDMA WRITE payload (counts against the in-flight cap)
+    bool closes;        // the CLOSE message: once it completes the thread disconnects
   };
 
   Connection();
@@ -225,6 +230,11 @@ class Connection {
   std::deque<Op> ops_;  // poll thread's own queue
   bool failed_ = false;
   std::string fail_reason_;
+  bool close_sent_ = false;
+  bool in_cm_wait_ = false;
+  bool peer_disconnected_ = false;
+  std::string wc_error_;  // a failed completion awaiting the DISCONNECTED that explains it
+  std::atomic<int64_t> close_deadline_ms_{0};  // set by Close(): disconnect by then at the latest
 
   std::thread thread_;
   Notifier notify_;
@@ -239,6 +249,7 @@ class Connection {
   std::map<uint32_t, RemoteRegion> remote_regions_;
   uint64_t next_token_ = 1;
   bool closed_for_ops_ = false;
+  bool in_main_loop_ = false;  // set by the thread (under mu_) once established
 };
 
 // ---- listener ---------------------------------------------------------------

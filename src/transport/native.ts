@@ -147,7 +147,8 @@ export interface NativeRdmaConnection {
   expose(id: number, region: Buffer[]): number;
   /** 0 when there is nothing to move (all parts empty). */
   write(id: number, offset: number, parts: Buffer[]): number;
-  close(): void;
+  /** Queued operations, then a CLOSE message with `reason`, go out first (at most 2 s). */
+  close(reason?: string): void;
   /** The device's registered staging arena, or why there is none. */
   stagingArena(): Buffer | string;
 }

@@ -254,9 +254,15 @@ class RdmaLink implements Link {
     }
   }
 
+  /**
+   * Local promises reject at once; what was already asked for still goes out,
+   * followed by a message with `reason` (the peer's onClose then says "peer
+   * closed the link: <reason>"), for at most 2 s before the disconnect, as
+   * the TCP link does.
+   */
   close(reason = 'closed by this side'): void {
     if (this.closedReason !== null) return;
-    this.conn.close();
+    this.conn.close(reason);
     this.finish(reason);
   }
 
@@ -447,7 +453,7 @@ export function listenRdma(opts: ListenOptions): Promise<LinkListener> {
           case 'connection': {
             const conn = new addon.RdmaConnection(event.handle);
             if (listener.isClosing) {
-              conn.close();
+              conn.close('the listener is closing');
               break;
             }
             new RdmaLink(conn, 'incoming', {

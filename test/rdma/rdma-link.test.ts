@@ -87,6 +87,14 @@ function threadCount(): number {
   return fs.readdirSync('/proc/self/task').length;
 }
 
+/** CPU time (ms) the JS main thread itself has used (utime + stime of /proc/self/task/<pid>). */
+function mainThreadCpuMs(): number {
+  const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of stat(5)
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
 function messageBody(index: number, size: number): Buffer {
   const body = Buffer.alloc(size);
   for (let j = 0; j < size; j++) body[j] = (index * 31 + j) & 0xff;
@@ -408,13 +416,16 @@ function defineSuites(): void {
       await registerRdmaRegion([source], host);
       const rate = (ms: number): string => `${((size / MiB) / (ms / 1000)).toFixed(1)} MiB/s`;
 
-      // The loop delay is sampled only while a write is in progress (the checks in between block it).
+      // Sampled only while a write is in progress (the checks in between block the loop).
       let maxDelayMs = 0;
+      let jsCpuMs = 0;
       const timedWrite = async (from: Buffer): Promise<number> => {
         loopDelay.reset();
+        const cpu0 = mainThreadCpuMs();
         const t0 = process.hrtime.bigint();
         await client.write(1, 0, [from]);
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        jsCpuMs += mainThreadCpuMs() - cpu0;
         maxDelayMs = Math.max(maxDelayMs, loopDelay.max / 1e6);
         return ms;
       };
@@ -427,11 +438,15 @@ function defineSuites(): void {
       console.log(
         `      write() of ${size / MiB} MiB: registered source ${rate(registeredMs)} (${registeredMs.toFixed(0)} ms), ` +
           `plain source via bounce buffers ${rate(plainMs)} (${plainMs.toFixed(0)} ms); ` +
+          `JS thread CPU ${jsCpuMs.toFixed(0)} ms over both writes; ` +
           `event-loop delay at most ${maxDelayMs.toFixed(0)} ms during the writes, ${connectDelayMs.toFixed(0)} ms during listen+connect`,
       );
-      // The copies into bounce buffers and the polling run on the link's thread: the
-      // loop only sees batched completion events (generous bound: TCG guests stall).
-      assert.ok(maxDelayMs < 500, `event loop blocked for ${maxDelayMs.toFixed(0)} ms`);
+      // The copies into bounce buffers and the polling run on the link's thread: the JS
+      // thread only handles batched completion events. Both bounds are loose: under TCG,
+      // rxe's softirq work is charged to whichever thread it interrupts, and busy vCPUs
+      // leave the loop unscheduled; polling or copying on the JS thread would be ~100%.
+      assert.ok(jsCpuMs < Math.max(200, 0.25 * (registeredMs + plainMs)), `the JS thread used ${jsCpuMs} ms of CPU`);
+      assert.ok(maxDelayMs < 2000, `event loop blocked for ${maxDelayMs.toFixed(0)} ms`);
     });
 
     it('rejects a connect to a port nobody listens on, promptly and clearly', async function () {
@@ -455,29 +470,63 @@ function defineSuites(): void {
       assert.ok(Date.now() - t0 < 10000, `took ${Date.now() - t0} ms`);
     });
 
-    it('close() with writes in flight rejects them and fires onClose once on both ends', async function () {
+    it('close() lets what was asked before it go out, then tells the peer why (as the TCP link does)', async function () {
+      const { client, server } = await openPair();
+      const clientInbox = new Inbox(client);
+      const region = Buffer.alloc(4 * MiB);
+      await server.expose(1, [region]);
+      await server.send(Buffer.from('exposed'));
+      await clientInbox.expectText('exposed');
+      const received: string[] = [];
+      let regionAtClose: Buffer | null = null;
+      const serverClosed = new Promise<string>((resolve) =>
+        server.onClose((reason) => {
+          regionAtClose = Buffer.from(region);
+          resolve(reason);
+        }),
+      );
+      server.onMessage((message) => received.push(message.toString()));
+      const data = crypto.randomBytes(3 * MiB);
+      // Nothing awaited: the close comes right behind the operations.
+      const outcomes = [client.write(1, 0, [data])];
+      for (let i = 0; i < 50; i++) outcomes.push(client.send(Buffer.from(`message ${i}`)));
+      client.close('bye');
+      const settled = await Promise.allSettled(outcomes);
+      for (const outcome of settled) {
+        if (outcome.status === 'rejected') assert.match((outcome.reason as Error).message, /closed: bye$/);
+      }
+      assert.strictEqual(await withTimeout(serverClosed, 20000, "the server's onClose"), 'peer closed the link: bye');
+      assert.deepStrictEqual(received, Array.from({ length: 50 }, (_, i) => `message ${i}`));
+      assert.ok(regionAtClose !== null && (regionAtClose as Buffer).subarray(0, data.length).equals(data), 'the write landed before the close');
+    });
+
+    it('close() with writes in flight rejects them at once, fires onClose once on both ends, and disconnects within ~2 s', async function () {
       this.timeout(120000);
       const { client, server } = await openPair();
       const clientInbox = new Inbox(client);
       const clientCloses = closeLog(client);
       const serverCloses = closeLog(server);
-      const region = Buffer.alloc(64 * MiB);
+      const region = Buffer.alloc(192 * MiB);
       await server.expose(1, [region]);
       await server.send(Buffer.from('exposed'));
       await clientInbox.expectText('exposed');
-      const pending = client.write(1, 0, [Buffer.alloc(64 * MiB, 1)]).then(
+      const pending = client.write(1, 0, [Buffer.alloc(192 * MiB, 1)]).then(
         () => null,
         (err: Error) => err,
       );
       await sleep(50);
+      const closedAt = Date.now();
       client.close('test closed it');
       client.close('again');
       const error = await pending;
       assert.ok(error, 'the write in flight was rejected');
       assert.match(error.message, /closed: test closed it$/);
+      assert.ok(Date.now() - closedAt < 1500, 'rejected at once (not after the 2 s flush allowance)');
       await assert.rejects(client.send(Buffer.from('late')), /closed: test closed it/);
       await eventually(() => serverCloses.length > 0, 20000, "the server's onClose");
-      assert.match(serverCloses[0]!, /peer disconnected \(RDMA_CM_EVENT_DISCONNECTED\)|failed/);
+      // 192 MiB cannot drain within the 2 s close allowance on rxe: the close is forced.
+      assert.match(serverCloses[0]!, /^peer disconnected \(RDMA_CM_EVENT_DISCONNECTED\)$|^peer closed the link: test closed it$/);
+      assert.ok(Date.now() - closedAt < 6000, `the peer saw the close after ${Date.now() - closedAt} ms`);
       await sleep(200);
       assert.deepStrictEqual(clientCloses, ['test closed it']);
       assert.strictEqual(serverCloses.length, 1);
@@ -512,7 +561,7 @@ function defineSuites(): void {
       const failures = results.filter((err): err is Error => err !== null);
       assert.ok(failures.length > 0, 'writes were still pending when the peer died');
       for (const err of failures) {
-        assert.match(err.message, /closed: (peer disconnected \(RDMA_CM_EVENT_DISCONNECTED\)|RDMA WRITE failed|RECV failed)/);
+        assert.match(err.message, /closed: peer disconnected \(RDMA_CM_EVENT_DISCONNECTED\)|closed: RDMA WRITE failed/);
       }
       await eventually(() => closes.length > 0, 10000, 'onClose');
       await sleep(200);
