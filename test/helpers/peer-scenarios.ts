@@ -294,12 +294,13 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
 
     it('the receiver killed mid-transfer: BGSAVE fails, the server keeps every acknowledged write, the previous image stays current', async () => {
       const r = await receiver();
-      const pool = poolFor(bigMiB);
+      const pool = poolFor(bigMiB + 8);
       const a = await server(['--pool-size', pool, ...peerArgs(r, 'big')]);
-      const first = await writeDataset(a.port, { seed: 7, dbs: 2, smallKeys: n(2000), bigKeys: bigMiB, bigBytes: BIG });
+      const first = await writeDataset(a.port, { seed: 7, dbs: 2, smallKeys: n(2000), bigKeys: 4, bigBytes: BIG });
       assert.equal((await bgsave(a)).get('rdb_last_bgsave_status'), 'ok');
       await r.waitForLog("Image 'big' generation 1 committed");
-      // Change the dataset, start the next BGSAVE and kill the receiver while the image is in flight.
+      // Grow and change the dataset, start the next BGSAVE and kill the receiver while that big image is in flight.
+      await writeDataset(a.port, { seed: 17, dbs: 1, smallKeys: 0, bigKeys: bigMiB, bigBytes: BIG, prefix: 'extra' });
       assert.equal(await cmd(a.port, 'SET', 'k:s:1', 'second'), '+OK\r\n');
       const mark = r.mark();
       assert.equal(await cmd(a.port, 'BGSAVE'), '+Background saving started\r\n');
@@ -344,13 +345,13 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
 
     it('the server killed mid-transfer: the receiver drops the transfer and serves the previous image', async () => {
       const r = await receiver();
-      const pool = poolFor(bigMiB);
+      const pool = poolFor(bigMiB + 8);
       const a = await server(['--pool-size', pool, ...peerArgs(r, 'victim')]);
-      const first = await writeDataset(a.port, { seed: 8, dbs: 1, smallKeys: n(1000), bigKeys: bigMiB, bigBytes: BIG });
+      const first = await writeDataset(a.port, { seed: 8, dbs: 1, smallKeys: n(1000), bigKeys: 4, bigBytes: BIG });
       assert.equal((await bgsave(a)).get('rdb_last_bgsave_status'), 'ok');
       await r.waitForLog("Image 'victim' generation 1 committed");
-      assert.equal(await cmd(a.port, 'FLUSHALL'), '+OK\r\n');
-      await writeDataset(a.port, { seed: 9, dbs: 1, smallKeys: n(1000), bigKeys: bigMiB, bigBytes: BIG });
+      assert.equal(await cmd(a.port, 'DEL', 'k:b:0'), ':1\r\n');
+      await writeDataset(a.port, { seed: 9, dbs: 1, smallKeys: 0, bigKeys: bigMiB, bigBytes: BIG, prefix: 'extra' });
       const mark = r.mark();
       assert.equal(await cmd(a.port, 'BGSAVE'), '+Background saving started\r\n');
       await r.waitForLog("Receiving image 'victim'", 30000, mark);
