@@ -107,7 +107,7 @@ describe('config: loading', () => {
       dbfilename: 'dump.pool', 'pool-size': '1073741824', 'pool-path': '', maxmemory: '0', 'maxmemory-policy': 'noeviction',
       'maxmemory-samples': '5', loglevel: 'notice', logfile: '', 'proto-max-bulk-len': '536870912',
       'client-query-buffer-limit': '1073741824', maxclients: '10000', timeout: '0', 'tcp-keepalive': '300', hz: '10',
-      save: '', appendonly: 'no', daemonize: 'no', 'protected-mode': 'yes', 'lazyfree-lazy-user-flush': 'no',
+      save: '', appendonly: 'no', daemonize: 'no', 'protected-mode': 'yes', 'stop-writes-on-bgsave-error': 'yes', 'lazyfree-lazy-user-flush': 'no',
       'slab-growth-factor': '1.25', 'slab-min-chunk': '48', activerehashing: 'yes', 'active-expire-effort': '1',
       'lfu-log-factor': '10', 'lfu-decay-time': '1',
       'snapshot-transport': 'file', 'snapshot-peer': '', 'snapshot-auth-token': '', 'snapshot-name': 'default', 'load-from-peer': 'no',

@@ -6,6 +6,7 @@ import { performance } from 'perf_hooks';
 import { ConfigError } from '../config/config';
 import { string2ll } from '../config/units';
 import { renderInfo } from '../server/info';
+import { SnapshotService } from '../snapshot/service';
 import { writeHelp } from './introspection';
 import type { CommandContext, CommandFlag, CommandSpec } from './types';
 
@@ -146,7 +147,10 @@ function flushdb(ctx: CommandContext, argv: Buffer[]): void {
 
 function flushall(ctx: CommandContext, argv: Buffer[]): void {
   if (!parseFlushMode(ctx, argv)) return;
+  const snapshots = SnapshotService.of(ctx.server);
+  snapshots.beforeFlushAll();
   ctx.server.keyspace.flushAll();
+  snapshots.afterFlushAll();
   ctx.reply.ok();
 }
 

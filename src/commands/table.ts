@@ -9,6 +9,7 @@ import type { ReplyWriter } from '../protocol/reply-writer';
 import type { CommandContext, CommandFlag, CommandSpec } from './types';
 import { authRequired } from './connection';
 import { allCommandSpecs } from './index';
+import { SnapshotService } from '../snapshot/service';
 
 const FLAG_BITS: Record<CommandFlag, number> = {
   write: 1 << 0, readonly: 1 << 1, denyoom: 1 << 2, module: 1 << 3, admin: 1 << 4, pubsub: 1 << 5,
@@ -21,6 +22,9 @@ const DENY_OOM = FLAG_BITS.denyoom;
 const WRITE = FLAG_BITS.write;
 
 const OOM_ERROR = "OOM command not allowed when used memory > 'maxmemory'.";
+const MISCONF_ERROR = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. " +
+  'Commands that may modify the data set are disabled, because this instance is configured to report errors during writes ' +
+  'if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.';
 const NOAUTH_ERROR = 'NOAUTH Authentication required.';
 const INTERNAL_ERROR = 'ERR internal error';
 const MINUS = 0x2d;
@@ -253,6 +257,11 @@ export class CommandTable {
       this.reject(ctx, entry, OOM_ERROR, 'OOM');
       return;
     }
+    // As processCommand: after a failed save (with save rules and stop-writes-on-bgsave-error), writes and PING are refused.
+    if (((entry.flagBits & WRITE) !== 0 || entry.fullName === 'ping') && SnapshotService.of(server).writesDenied) {
+      this.reject(ctx, entry, MISCONF_ERROR, 'MISCONF');
+      return;
+    }
     // Non-containers always have a handler; a bare container either has one (COMMAND) or failed
     // the arity check above (both enforced when the table is built).
     const handler = entry.spec.handler!;
@@ -279,7 +288,8 @@ export class CommandTable {
       server.stats.countError(errorCodeAt(reply, mark));
     } else if ((entry.flagBits & WRITE) !== 0) {
       // server.dirty, coarsely: one per write command that did not fail (Redis counts keys changed).
-      server.stats.dirty++;
+      if (server.stats.dirtyAccounted) server.stats.dirtyAccounted = false;
+      else server.stats.dirty++;
     }
   }
 

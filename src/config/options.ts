@@ -338,6 +338,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     refuse: (yes) => (yes ? 'daemonize yes is not supported: poolkv runs in the foreground (use a supervisor such as systemd)' : null),
   }),
   boolOption('protected-mode', 'yes'),
+  boolOption('stop-writes-on-bgsave-error', 'yes'),
   boolOption('lazyfree-lazy-user-flush', 'no'),
   slabGrowthFactorOption,
   numericOption('slab-min-chunk', '48', { min: 16n, max: 524288n, mutable: false }),

@@ -60,6 +60,8 @@ export class ServerStats {
   totalCommandsProcessed = 0;
   /** Successful write commands since the last save (rdb_changes_since_last_save; reset by the snapshot service). */
   dirty = 0;
+  /** Set by a write command that already accounted its change (FLUSHALL that saved): the dispatcher skips its +1 once. */
+  dirtyAccounted = false;
   /** total_net_input_bytes */
   totalNetInputBytes = 0;
   /** total_net_output_bytes */

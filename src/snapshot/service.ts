@@ -34,6 +34,8 @@ interface RunningSave {
   sink: SnapshotSink;
   dirtyAtStart: number;
   done: Promise<void>;
+  /** Killed by FLUSHALL: the outcome does not count as a failed save. */
+  killedOnPurpose?: boolean;
 }
 
 type Transport = 'file' | 'tcp' | 'rdma';
@@ -233,7 +235,8 @@ export class SnapshotService {
         `${cut.preimagesTaken} pre-images, ${(Date.now() - cut.startedAt)} ms` +
         (sink instanceof FileSink ? ')' : `; ${targetOf(sink)}${this.generationNote(sink)}, ${this.shipmentNote()})`));
     }, (err: unknown) => {
-      this.lastBgsaveOk = false;
+      // A BGSAVE killed on purpose (FLUSHALL) is not a failure, as Redis's SIGUSR1 kill is not.
+      if (!running.killedOnPurpose) this.lastBgsaveOk = false;
       this.lastBgsaveTimeSec = Math.round((Date.now() - cut.startedAt) / 1000);
       this.recordShipment(sink, false, cut.startedAt);
       if (err instanceof CutAbortedError) this.server.log.warning(`Background saving aborted: ${err.message}`);
@@ -254,6 +257,38 @@ export class SnapshotService {
     running.cut.abort(reason);
     if (running.sink instanceof FileSink) fs.rmSync(running.sink.tempPath, { force: true });
     else void Promise.resolve(running.sink.abort(reason)).catch(() => {});
+  }
+
+  /**
+   * FLUSHALL's share (Redis's flushAllDataAndResetRDB), in two steps around
+   * the flush: a BGSAVE in progress is killed first (so the flush can hand the
+   * data pages back to the OS) without counting as a failure, as Redis's
+   * SIGUSR1 kill does not; then, with save rules set, the empty dataset is
+   * saved at once, synchronously.
+   */
+  beforeFlushAll(): void {
+    const running = this.running;
+    if (running === null) return;
+    running.killedOnPurpose = true;
+    this.killBgsave('FLUSHALL');
+    this.running = null;
+  }
+
+  afterFlushAll(): void {
+    if (this.saveRules().length === 0 || this.loadingActive) return;
+    // As Redis 7.0 shows it: the save leaves no changes pending (the flush included) and is not counted in rdb_saves.
+    const saves = this.saves;
+    if (this.save() === null) this.server.stats.dirtyAccounted = true;
+    this.saves = saves;
+  }
+
+  /**
+   * Redis's writeCommandsDeniedByDiskError for RDB: with save rules set and
+   * stop-writes-on-bgsave-error yes, a failed last save refuses writes (and
+   * PING) until a save succeeds.
+   */
+  get writesDenied(): boolean {
+    return !this.lastBgsaveOk && this.server.config.getBool('stop-writes-on-bgsave-error') && this.saveRules().length > 0;
   }
 
   private generationNote(sink: SnapshotSink): string {
