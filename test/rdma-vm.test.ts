@@ -29,6 +29,12 @@ const REQUIRED = process.env.POOLKV_REQUIRE_RDMA === '1';
 
 /** Limit for one VM run (boot + the whole RDMA suite under TCG), seconds. */
 const VM_TIMEOUT_S = 20 * 60;
+/**
+ * Mocha's limit for a VM test: the VM's own limit, plus time to wait for a VM
+ * slot (scripts/rxe-vm/run queues VMs beyond the host's CPUs, e.g. when two
+ * `npm test`s share a 2-core machine) and to shut down.
+ */
+const VM_TEST_TIMEOUT_MS = (2 * VM_TIMEOUT_S + 120) * 1000;
 /** Per-test timeout inside the VM: TCG makes everything several times slower. */
 const GUEST_TEST_TIMEOUT_MS = 180_000;
 const PREFIX = '      │ ';
@@ -184,7 +190,7 @@ describe('RDMA tests in the soft-RoCE VM (scripts/rxe-vm)', function () {
   });
 
   it('dist/test/rdma passes in the VM (addon from npm ci)', async function () {
-    this.timeout((VM_TIMEOUT_S + 60) * 1000);
+    this.timeout(VM_TEST_TIMEOUT_MS);
     const run = await runRdmaTestsInVm({});
     assertGuestPassed(run, 'RDMA tests in the VM');
     console.log(`    VM: ${summaryText(run)} in ${run.seconds}s`);
@@ -231,7 +237,7 @@ describe('RDMA tests in the soft-RoCE VM (scripts/rxe-vm)', function () {
     });
 
     it('dist/test/rdma passes in the VM with POOLKV_NATIVE_PATH=build/cmake-asan/…/poolkv_native.node', async function () {
-      this.timeout((VM_TIMEOUT_S + 60) * 1000);
+      this.timeout(VM_TEST_TIMEOUT_MS);
       fs.rmSync(ASAN_LOG_DIR, { recursive: true, force: true });
       fs.mkdirSync(ASAN_LOG_DIR, { recursive: true });
       const run = await runRdmaTestsInVm(asanEnv(libasan));
