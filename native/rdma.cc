@@ -128,31 +128,107 @@ bool RegionOf(const Napi::Value& value, const uint8_t** start, uint64_t* length,
   return true;
 }
 
-Napi::Object EventToJs(Napi::Env env, LinkEvent& event) {
-  Napi::Object object = Napi::Object::New(env);
+// Builds JS values with plain N-API calls. Event deliveries (TSFN callbacks)
+// and the registration worker's completion can run while an environment is
+// being torn down (a worker thread terminated mid-transfer): node-addon-api
+// would then abort the process (it cannot throw its "cannot run JS" error), so
+// these paths check each status and quietly give up instead.
+class JsBuilder {
+ public:
+  explicit JsBuilder(napi_env env) : env_(env) {}
+  bool ok() const { return ok_; }
+
+  napi_value Object() {
+    napi_value value = nullptr;
+    Check(ok_ && napi_create_object(env_, &value) == napi_ok);
+    return value;
+  }
+  napi_value Array(size_t length) {
+    napi_value value = nullptr;
+    Check(ok_ && napi_create_array_with_length(env_, length, &value) == napi_ok);
+    return value;
+  }
+  napi_value String(const std::string& text) {
+    napi_value value = nullptr;
+    Check(ok_ && napi_create_string_utf8(env_, text.data(), text.size(), &value) == napi_ok);
+    return value;
+  }
+  napi_value Number(double number) {
+    napi_value value = nullptr;
+    Check(ok_ && napi_create_double(env_, number, &value) == napi_ok);
+    return value;
+  }
+  napi_value Boolean(bool flag) {
+    napi_value value = nullptr;
+    Check(ok_ && napi_get_boolean(env_, flag, &value) == napi_ok);
+    return value;
+  }
+  napi_value BufferCopy(const std::vector<uint8_t>& bytes) {
+    napi_value value = nullptr;
+    void* data = nullptr;
+    Check(ok_ && napi_create_buffer_copy(env_, bytes.size(), bytes.data(), &data, &value) == napi_ok);
+    return value;
+  }
+  napi_value External(ConnectionRef conn) {
+    napi_value value = nullptr;
+    auto* ref = new ConnectionRef(std::move(conn));
+    if (ok_ && napi_create_external(
+                   env_, ref, [](napi_env, void* data, void*) { delete static_cast<ConnectionRef*>(data); }, nullptr,
+                   &value) == napi_ok) {
+      return value;
+    }
+    delete ref;  // not handed to JS: dropping it releases the connection
+    ok_ = false;
+    return nullptr;
+  }
+  void Set(napi_value object, const char* key, napi_value value) {
+    Check(ok_ && value != nullptr && napi_set_named_property(env_, object, key, value) == napi_ok);
+  }
+  void SetIndex(napi_value array, uint32_t index, napi_value value) {
+    Check(ok_ && value != nullptr && napi_set_element(env_, array, index, value) == napi_ok);
+  }
+  // Calls `function(argument)`. A JS exception stays pending for Node to report
+  // as usual; a failure to run JS at all is ignored.
+  void Call(napi_value function, napi_value argument) {
+    if (!ok_ || function == nullptr) return;
+    napi_value undefined = nullptr;
+    if (napi_get_undefined(env_, &undefined) != napi_ok) return;
+    napi_call_function(env_, undefined, function, 1, &argument, nullptr);
+  }
+
+ private:
+  void Check(bool good) {
+    if (!good) ok_ = false;
+  }
+  napi_env env_;
+  bool ok_ = true;
+};
+
+napi_value EventToJs(JsBuilder& js, LinkEvent& event) {
+  napi_value object = js.Object();
   switch (event.kind) {
     case LinkEvent::kEstablished:
-      object.Set("type", "established");
-      object.Set("device", event.text);
-      object.Set("local", event.local);
-      object.Set("remote", event.remote);
+      js.Set(object, "type", js.String("established"));
+      js.Set(object, "device", js.String(event.text));
+      js.Set(object, "local", js.String(event.local));
+      js.Set(object, "remote", js.String(event.remote));
       break;
     case LinkEvent::kMessage:
-      object.Set("type", "message");
-      object.Set("data", Napi::Buffer<uint8_t>::Copy(env, event.data.data(), event.data.size()));
+      js.Set(object, "type", js.String("message"));
+      js.Set(object, "data", js.BufferCopy(event.data));
       break;
     case LinkEvent::kCompleted:
-      object.Set("type", "completed");
-      object.Set("token", static_cast<double>(event.token));
+      js.Set(object, "type", js.String("completed"));
+      js.Set(object, "token", js.Number(static_cast<double>(event.token)));
       break;
     case LinkEvent::kOpFailed:
-      object.Set("type", "opFailed");
-      object.Set("token", static_cast<double>(event.token));
-      object.Set("error", event.text);
+      js.Set(object, "type", js.String("opFailed"));
+      js.Set(object, "token", js.Number(static_cast<double>(event.token)));
+      js.Set(object, "error", js.String(event.text));
       break;
     case LinkEvent::kClosed:
-      object.Set("type", "closed");
-      object.Set("reason", event.text);
+      js.Set(object, "type", js.String("closed"));
+      js.Set(object, "reason", js.String(event.text));
       break;
   }
   return object;
@@ -216,10 +292,11 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
         [tsfn, conn]() {
           tsfn.NonBlockingCall([conn](Napi::Env env, Napi::Function callback) {
             std::vector<LinkEvent> events = conn->TakeEvents();
-            if (events.empty()) return;
-            Napi::Array array = Napi::Array::New(env, events.size());
-            for (size_t i = 0; i < events.size(); i++) array.Set(static_cast<uint32_t>(i), EventToJs(env, events[i]));
-            callback.Call({array});
+            if (events.empty() || env == nullptr) return;
+            JsBuilder js(env);
+            napi_value array = js.Array(events.size());
+            for (size_t i = 0; i < events.size(); i++) js.SetIndex(array, static_cast<uint32_t>(i), EventToJs(js, events[i]));
+            js.Call(callback, array);
           });
         },
         [tsfn]() mutable { tsfn.Release(); });
@@ -315,7 +392,23 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
     }
     Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::New(env, device->staging, device->staging_bytes);
     napi_ref ref;
-    if (napi_create_reference(env, buffer, 1, &ref) == napi_ok) buffers[key] = ref;
+    if (napi_create_reference(env, buffer, 1, &ref) == napi_ok) {
+      bool first_for_env = true;
+      for (const auto& entry : buffers) first_for_env = first_for_env && entry.first.first != static_cast<napi_env>(env);
+      buffers[key] = ref;
+      // A worker's environment goes away with its references; forget them so a
+      // later environment at the same address never sees a stale one.
+      if (first_for_env) {
+        napi_add_env_cleanup_hook(
+            env,
+            [](void* arg) {
+              napi_env gone = static_cast<napi_env>(arg);
+              auto& all = ArenaBuffers();
+              for (auto it = all.begin(); it != all.end();) it = it->first.first == gone ? all.erase(it) : std::next(it);
+            },
+            static_cast<napi_env>(env));
+      }
+    }
     return buffer;
   }
 
@@ -368,34 +461,33 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
         [tsfn, listener]() {
           tsfn.NonBlockingCall([listener](Napi::Env env, Napi::Function callback) {
             std::vector<ListenerEvent> events = listener->TakeEvents();
-            if (events.empty()) return;
-            Napi::Array array = Napi::Array::New(env, events.size());
+            if (events.empty() || env == nullptr) return;
+            JsBuilder js(env);
+            napi_value array = js.Array(events.size());
             for (size_t i = 0; i < events.size(); i++) {
               ListenerEvent& event = events[i];
-              Napi::Object object = Napi::Object::New(env);
+              napi_value object = js.Object();
               switch (event.kind) {
                 case ListenerEvent::kListening:
-                  object.Set("type", "listening");
-                  object.Set("port", event.port);
-                  object.Set("address", event.text);
+                  js.Set(object, "type", js.String("listening"));
+                  js.Set(object, "port", js.Number(event.port));
+                  js.Set(object, "address", js.String(event.text));
                   break;
                 case ListenerEvent::kConnection:
-                  object.Set("type", "connection");
-                  object.Set("handle", Napi::External<ConnectionRef>::New(
-                                           env, new ConnectionRef(std::move(event.connection)),
-                                           [](Napi::Env, ConnectionRef* ref) { delete ref; }));
+                  js.Set(object, "type", js.String("connection"));
+                  js.Set(object, "handle", js.External(std::move(event.connection)));
                   break;
                 case ListenerEvent::kError:
-                  object.Set("type", "error");
-                  object.Set("message", event.text);
+                  js.Set(object, "type", js.String("error"));
+                  js.Set(object, "message", js.String(event.text));
                   break;
                 case ListenerEvent::kClosed:
-                  object.Set("type", "closed");
+                  js.Set(object, "type", js.String("closed"));
                   break;
               }
-              array.Set(static_cast<uint32_t>(i), object);
+              js.SetIndex(array, static_cast<uint32_t>(i), object);
             }
-            callback.Call({array});
+            js.Call(callback, array);
           });
         },
         [tsfn]() mutable { tsfn.Release(); });
@@ -418,47 +510,54 @@ class ListenerWrap : public Napi::ObjectWrap<ListenerWrap> {
 // gigabytes takes long enough that it must not run on the JS thread.
 class RegisterWorker : public Napi::AsyncWorker {
  public:
-  RegisterWorker(Napi::Env env, Napi::Object views, std::string host, const uint8_t* start, uint64_t length)
+  RegisterWorker(Napi::Env env, napi_deferred deferred, Napi::Object views, std::string host, const uint8_t* start,
+                 uint64_t length)
       : Napi::AsyncWorker(env, "poolkv-rdma-register"),
-        deferred_(Napi::Promise::Deferred::New(env)),
+        deferred_(deferred),
         views_(Napi::Persistent(views)),
         host_(std::move(host)),
         start_(start),
         length_(length) {}
 
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
   void Execute() override {
-    std::string error;
-    rdma::Device* device = rdma::DeviceForHost(host_, &error);
+    rdma::Device* device = rdma::DeviceForHost(host_, &failure_);
     if (device == nullptr) {
-      SetError(error);
+      SetError(failure_);
       return;
     }
     device_ = device->name;
-    if (rdma::RegisterRegion(device, start_, length_, "pool memory", &registered_now_, &error) == nullptr) {
-      SetError(error);
+    if (rdma::RegisterRegion(device, start_, length_, "pool memory", &registered_now_, &failure_) == nullptr) {
+      SetError(failure_);
     }
   }
 
+  // Settled with plain N-API calls: this can run while the environment is torn down.
   void OnOK() override {
-    Napi::Env env = Env();
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("device", device_);
-    result.Set("bytes", static_cast<double>(length_));
-    result.Set("registered", registered_now_);
-    deferred_.Resolve(result);
+    JsBuilder js(Env());
+    napi_value result = js.Object();
+    js.Set(result, "device", js.String(device_));
+    js.Set(result, "bytes", js.Number(static_cast<double>(length_)));
+    js.Set(result, "registered", js.Boolean(registered_now_));
+    if (js.ok()) napi_resolve_deferred(Env(), deferred_, result);
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  void OnError(const Napi::Error&) override {
+    napi_value message = nullptr;
+    napi_value error = nullptr;
+    if (napi_create_string_utf8(Env(), failure_.data(), failure_.size(), &message) == napi_ok &&
+        napi_create_error(Env(), nullptr, message, &error) == napi_ok) {
+      napi_reject_deferred(Env(), deferred_, error);
+    }
+  }
 
  private:
-  Napi::Promise::Deferred deferred_;
+  napi_deferred deferred_;
   Napi::ObjectReference views_;  // keeps the memory alive while the worker runs
   std::string host_;
   const uint8_t* start_;
   uint64_t length_;
   std::string device_;
+  std::string failure_;
   bool registered_now_ = false;
 };
 
@@ -476,10 +575,13 @@ Napi::Value RegisterRegionJs(const Napi::CallbackInfo& info) {
   uint64_t length = 0;
   std::string error;
   if (!RegionOf(info[0], &start, &length, &error)) return reject(error);
-  auto* worker = new RegisterWorker(env, info[0].As<Napi::Object>(), info[1].As<Napi::String>().Utf8Value(), start, length);
-  Napi::Promise promise = worker->Promise();
+  napi_deferred deferred = nullptr;
+  napi_value promise = nullptr;
+  if (napi_create_promise(env, &deferred, &promise) != napi_ok) return reject("napi_create_promise failed");
+  auto* worker = new RegisterWorker(env, deferred, info[0].As<Napi::Object>(), info[1].As<Napi::String>().Utf8Value(),
+                                    start, length);
   worker->Queue();
-  return promise;
+  return Napi::Value(env, promise);
 }
 
 Napi::Value UnavailableReasonJs(const Napi::CallbackInfo& info) {

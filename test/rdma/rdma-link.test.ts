@@ -10,7 +10,9 @@ import * as assert from 'assert';
 import { spawn, type ChildProcess } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as path from 'path';
 import { monitorEventLoopDelay } from 'perf_hooks';
+import { Worker } from 'worker_threads';
 import { SharedMapping } from '../../src/pool/mapping';
 import { LINK_MAX_MESSAGE, type Link, type LinkListener } from '../../src/transport/link';
 import {
@@ -578,6 +580,59 @@ function defineSuites(): void {
       const data = crypto.randomBytes(MiB);
       await client.write(1, 0, [data]);
       assert.ok(region.equals(data));
+    });
+
+    it('a worker thread terminated mid-transfer, with messages arriving, takes its link down and not the process', async function () {
+      this.timeout(120000);
+      let accepted!: (link: Link) => void;
+      const serverLink = new Promise<Link>((resolve) => (accepted = resolve));
+      const listener = await listen((link) => accepted(link));
+      // The worker connects, takes staging memory, and writes 64 MiB once told the region is
+      // exposed. Termination interrupting the JS of an event delivery used to abort the
+      // whole process (node-addon-api cannot rethrow the termination).
+      const worker = new Worker(
+        `
+        const { parentPort, workerData } = require('worker_threads');
+        const { connectRdma } = require(workerData.module);
+        (async () => {
+          const link = await connectRdma({ host: workerData.host, port: workerData.port, timeoutMs: 20000 });
+          const staging = link.acquireStaging(1 << 20);
+          link.onMessage((message) => {
+            // Busy in the callback, so terminate() lands inside an event delivery.
+            const until = Date.now() + 20;
+            while (Date.now() < until);
+            if (message.toString() !== 'exposed') return;
+            link.write(1, 0, [Buffer.alloc(64 << 20, 7), staging]).catch(() => {});
+            parentPort.postMessage('writing');
+          });
+          parentPort.postMessage('connected');
+        })().catch((err) => parentPort.postMessage('failed: ' + err.message));
+        `,
+        {
+          eval: true,
+          workerData: { module: path.resolve(__dirname, '../../src/transport/rdma-link.js'), host, port: listener.port },
+        },
+      );
+      cleanups.push(() => worker.terminate());
+      const fromWorker: string[] = [];
+      worker.on('message', (message: string) => fromWorker.push(message));
+      const server = await withTimeout(serverLink, 30000, "the worker's link");
+      const serverCloses = closeLog(server);
+      await eventually(() => fromWorker.includes('connected'), 30000, 'the worker to connect');
+      await server.expose(1, [Buffer.alloc(66 * MiB)]);
+      await server.send(Buffer.from('exposed'));
+      await eventually(() => fromWorker.includes('writing'), 30000, 'the worker to start writing');
+      // Keep events flowing towards the worker while it is torn down.
+      for (let i = 0; i < 300; i++) server.send(Buffer.alloc(4096, i)).catch(() => {});
+      await sleep(100);
+      await worker.terminate();
+      await eventually(() => serverCloses.length > 0, 20000, "the server's onClose");
+      assert.match(serverCloses[0]!, /peer disconnected|peer closed the link/);
+      // This process is fine and carries on.
+      const { client, server: other } = await openPair();
+      const inbox = new Inbox(other);
+      await client.send(Buffer.from('after the worker'));
+      await inbox.expectText('after the worker');
     });
 
     it('names ulimit -l when the memlock limit is too low for a registration', async function () {
