@@ -101,6 +101,8 @@ describe('loading an image at start-up', function () {
     const after = (await rawCommand(server.port, Buffer.concat([encodeCommand(['AUTH', 'pw']), encodeCommand(['INFO', 'persistence'])]), { replies: 2 })).toString('latin1');
     assert.match(after, /\r\nloading:0\r\n/);
     assert.doesNotMatch(after, /loading_start_time/);
+    const deadline = Date.now() + 10000;
+    while (!/Done loading the pool image, keys loaded: \d+\./.test(server.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.match(server.output(), /Done loading the pool image, keys loaded: \d+\./);
     assert.equal((await rawCommand(server.port, Buffer.concat([encodeCommand(['AUTH', 'pw']), encodeCommand(['CONFIG', 'SET', 'requirepass', ''])]), { replies: 2 })).toString(), '+OK\r\n+OK\r\n');
     assert.deepEqual(await readDataset(server.port, 2), sortedModel(model));

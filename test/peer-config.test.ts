@@ -9,6 +9,13 @@ async function cmd(port: number, ...args: string[]): Promise<string> {
   return (await rawCommand(port, args, { timeoutMs: 10000 })).toString('latin1');
 }
 
+/** Wait until the server's log shows `pattern` (log lines can reach us after the reply that followed them). */
+async function logged(server: RedisProcess, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 10000;
+  while (!pattern.test(server.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.match(server.output(), pattern);
+}
+
 function setError(name: string, message: string): string {
   return `-ERR CONFIG SET failed (possibly related to argument '${name}') - ${message}\r\n`;
 }
@@ -56,9 +63,9 @@ describe('snapshot transport options', function () {
     info = await cmd(p, 'INFO', 'persistence');
     assert.match(info, /\r\nsnapshot_transport:tcp\r\nsnapshot_peer:\r\nsnapshot_name:cache-01\.eu_west\r\n/);
     assert.equal(await cmd(p, 'BGSAVE'), '-ERR\r\n');
-    assert.match(server.output(), /Can't save in background: snapshot-transport is tcp but snapshot-peer is not set/);
+    await logged(server, /Can't save in background: snapshot-transport is tcp but snapshot-peer is not set/);
     assert.equal(await cmd(p, 'SAVE'), '-ERR\r\n');
-    assert.match(server.output(), /Failed saving the pool image: snapshot-transport is tcp but snapshot-peer is not set/);
+    await logged(server, /Failed saving the pool image: snapshot-transport is tcp but snapshot-peer is not set/);
     info = await cmd(p, 'INFO', 'persistence');
     assert.match(info, /\r\nrdb_last_bgsave_status:err\r\n/);
     assert.match(info, /\r\nsnapshot_last_status:err\r\n/);

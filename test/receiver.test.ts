@@ -50,7 +50,8 @@ describe('poolkv-receiver command line', function () {
       [['--listen', '127.0.0.1:7070', '--dir', dir, '--auth-token', ''], '--auth-token must not be empty'],
       [[...base, '--keep', '0'], '--keep must be an integer from 1 to 1000, got "0"'],
       [[...base, '--keep', 'many'], '--keep must be an integer from 1 to 1000, got "many"'],
-      [[...base, '--transport', 'udp'], '--transport must be rdma or tcp, got "udp"'],
+      [[...base, '--transport', 'udp'], '--transport must be rdma, tcp or rdma,tcp, got "udp"'],
+      [[...base, '--transport', 'tcp,tcp'], '--transport must be rdma, tcp or rdma,tcp, got "tcp,tcp"'],
       [[...base, '--loglevel', 'loud'], '--loglevel must be one of debug, verbose, notice, warning'],
       [[...base, '--bogus'], 'unknown option "--bogus"'],
       [[...base, '--keep'], '--keep needs a value'],
@@ -75,6 +76,24 @@ describe('poolkv-receiver command line', function () {
     } finally {
       blocker.close();
     }
+  });
+
+  it('refuses a DIR another live receiver uses, and takes over the lock of one that is gone', async () => {
+    const dir = scratchDir('poolkv-cli-');
+    const first = await startReceiver({ token: 't', dir });
+    try {
+      assert.equal(fs.readFileSync(path.join(dir, 'poolkv-receiver.pid'), 'utf8'), `${first.process.pid}\n`);
+      const second = await runReceiverCli(['--listen', '127.0.0.1:0', '--dir', dir, '--auth-token', 't']);
+      assert.equal(second.code, 1);
+      assert.match(second.stdout, new RegExp(`Cannot start: ${dir} is in use by another poolkv-receiver \\(pid ${first.process.pid}, `));
+    } finally {
+      await first.kill();
+    }
+    // Killed: its lock is stale and the next receiver takes DIR over; a clean stop removes the lock.
+    const third = await startReceiver({ token: 't', dir });
+    assert.equal(fs.readFileSync(path.join(dir, 'poolkv-receiver.pid'), 'utf8'), `${third.process.pid}\n`);
+    assert.equal(await third.stop(), 0);
+    assert.ok(!fs.existsSync(path.join(dir, 'poolkv-receiver.pid')));
   });
 
   it('with --transport rdma on a host without RDMA, exits 1 saying why', async function () {

@@ -3,7 +3,7 @@
 // BGSAVE) and serves them back (load-from-peer), over TCP or RDMA.
 //
 //   poolkv-receiver --listen ADDR:PORT --dir DIR --auth-token TOKEN
-//                   [--transport rdma|tcp] [--keep N] [--loglevel LEVEL]
+//                   [--transport rdma|tcp|rdma,tcp] [--keep N] [--loglevel LEVEL]
 import * as fs from 'fs';
 import * as path from 'path';
 import { LOG_LEVELS } from '../config/options';
@@ -11,7 +11,7 @@ import { Logger, isLogLevel } from '../server/log';
 import { parseHostPort, type LinkKind, type LinkListener } from '../transport/link';
 import { isLinkKind } from '../transport/links';
 import { MAX_TOKEN_BYTES } from '../transport/protocol';
-import { ReceiverService } from './service';
+import { DirectoryLockedError, ReceiverService } from './service';
 
 const USAGE =
   'Usage: poolkv-receiver --listen ADDR:PORT --dir DIR --auth-token TOKEN [options]\n' +
@@ -19,7 +19,7 @@ const USAGE =
   '  --listen ADDR:PORT     address to listen on (e.g. 0.0.0.0:7070, [::1]:7070)\n' +
   '  --dir DIR              directory holding the images (DIR/<snapshot-name>/gen-N.pool); must exist\n' +
   '  --auth-token TOKEN     servers must present this token (their snapshot-auth-token)\n' +
-  '  --transport rdma|tcp   transport to listen on (default tcp)\n' +
+  '  --transport rdma|tcp   transport(s) to listen on, e.g. rdma,tcp for both (default tcp)\n' +
   '  --keep N               image generations kept per snapshot name (default 2)\n' +
   `  --loglevel LEVEL       ${LOG_LEVELS.join(', ')} (default notice)\n` +
   '  -h, --help             show this help\n' +
@@ -32,7 +32,7 @@ export interface ReceiverArgs {
   port: number;
   dir: string;
   token: string;
-  transport: LinkKind;
+  transports: LinkKind[];
   keep: number;
   loglevel: string;
 }
@@ -83,14 +83,17 @@ export function parseReceiverArgs(argv: readonly string[]): ReceiverArgs | 'help
   const token = values.get('--auth-token')!;
   if (token === '') throw new UsageError('--auth-token must not be empty');
   if (Buffer.byteLength(token, 'utf8') > MAX_TOKEN_BYTES) throw new UsageError(`--auth-token is longer than ${MAX_TOKEN_BYTES} bytes`);
-  const transport = values.get('--transport') ?? 'tcp';
-  if (!isLinkKind(transport)) throw new UsageError(`--transport must be rdma or tcp, got ${JSON.stringify(transport)}`);
+  const transportText = values.get('--transport') ?? 'tcp';
+  const transports = transportText.split(',');
+  if (!transports.every(isLinkKind) || new Set(transports).size !== transports.length) {
+    throw new UsageError(`--transport must be rdma, tcp or rdma,tcp, got ${JSON.stringify(transportText)}`);
+  }
   const keepText = values.get('--keep') ?? '2';
   const keep = Number(keepText);
   if (!/^\d+$/.test(keepText) || keep < 1 || keep > 1000) throw new UsageError(`--keep must be an integer from 1 to 1000, got ${JSON.stringify(keepText)}`);
   const loglevel = values.get('--loglevel') ?? 'notice';
   if (!isLogLevel(loglevel)) throw new UsageError(`--loglevel must be one of ${LOG_LEVELS.join(', ')}`);
-  return { host: address.host, port: address.port, dir: fs.realpathSync(dir), token, transport, keep, loglevel };
+  return { host: address.host, port: address.port, dir: fs.realpathSync(dir), token, transports: transports as LinkKind[], keep, loglevel };
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -112,14 +115,16 @@ async function main(argv: string[]): Promise<void> {
   // A bug reached from the network must not take every name's images offline.
   process.on('uncaughtException', (err) => log.warning(`Internal error (the receiver keeps serving): ${err.stack ?? err.message}`));
   process.on('unhandledRejection', (err) => log.warning(`Internal error (the receiver keeps serving): ${err instanceof Error ? err.stack ?? err.message : String(err)}`));
-  let listener: LinkListener;
+  let listeners: LinkListener[];
   try {
-    listener = await service.start();
+    listeners = await service.start();
   } catch (err) {
-    log.warning(`Could not listen on ${args.transport} ${args.host}:${args.port}: ${(err as Error).message}`);
+    if (err instanceof DirectoryLockedError) log.warning(`Cannot start: ${err.message}`);
+    else log.warning(`Could not listen on ${args.transports.join(' and ')} ${args.host}:${args.port}: ${(err as Error).message}`);
     process.exit(1);
   }
-  log.notice(`Listening on ${args.transport} ${listener.address}, images in ${args.dir}, keeping ${args.keep} generation(s) per name`);
+  const where = listeners.map((listener) => `${listener.kind} ${listener.address}`).join(' and ');
+  log.notice(`Listening on ${where}, images in ${args.dir}, keeping ${args.keep} generation(s) per name`);
   log.notice('Ready to accept connections');
   let stopping = false;
   const stop = (signal: string): void => {

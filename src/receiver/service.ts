@@ -1,8 +1,12 @@
-// The receiver service: listen on one transport, run a ReceiverSession per
-// connection, and keep the images (ImageStore) under DIR. Landing rings are
+// The receiver service: listen on one or more transports (the same images
+// for hosts with and without RDMA), run a ReceiverSession per connection,
+// and keep the images (ImageStore) under DIR, which it locks so no second
+// receiver numbers generations in it at the same time. Landing rings are
 // reused across sessions and never freed: with RDMA a ring stays registered
 // for the life of the process, so there are only ever as many rings as saves
 // ran at the same time.
+import * as fs from 'fs';
+import * as path from 'path';
 import type { Logger } from '../server/log';
 import type { Link, LinkKind, LinkListener } from '../transport/link';
 import { listenLink } from '../transport/links';
@@ -17,16 +21,62 @@ export interface ReceiverOptions {
   port: number;
   dir: string;
   token: string;
-  transport: LinkKind;
+  /** Listen on each (same address and port). */
+  transports: LinkKind[];
   keep: number;
   log: Logger;
+}
+
+/** DIR's lock: the pid of the receiver using it. */
+export const LOCK_FILE = 'poolkv-receiver.pid';
+
+/** DIR is held by another receiver. */
+export class DirectoryLockedError extends Error {}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Take DIR for this process (DIR/poolkv-receiver.pid, created exclusively);
+ * a lock left by a process that is gone is taken over. Throws when another
+ * live receiver holds it.
+ */
+export function lockDirectory(dir: string): () => void {
+  const file = path.join(dir, LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return () => {
+        try {
+          if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.rmSync(file, { force: true });
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(fs.readFileSync(file, 'utf8').trim());
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
+        throw new DirectoryLockedError(`${dir} is in use by another poolkv-receiver (pid ${holder}, ${file})`);
+      }
+      fs.rmSync(file, { force: true }); // stale: its receiver is gone
+    }
+  }
+  throw new Error(`could not lock ${dir} (${file})`);
 }
 
 export class ReceiverService implements SessionContext {
   readonly store: ImageStore;
   readonly token: Buffer;
   readonly log: Logger;
-  private listener: LinkListener | null = null;
+  private readonly listeners: LinkListener[] = [];
+  private unlock: (() => void) | null = null;
   private readonly links = new Set<Link>();
   private readonly spareRings: Buffer[] = [];
 
@@ -36,18 +86,30 @@ export class ReceiverService implements SessionContext {
     this.store = new ImageStore(options.dir, options.keep, options.log);
   }
 
-  /** Reload DIR, then listen. Resolves with the bound listener. */
-  async start(): Promise<LinkListener> {
-    this.store.loadAll();
-    const summary = this.store.summary();
-    if (summary.length === 0) this.log.notice(`No images in ${this.options.dir} yet`);
-    this.listener = await listenLink(this.options.transport, {
-      host: this.options.host,
-      port: this.options.port,
-      onLink: (link) => this.accept(link),
-      onError: (err) => this.log.warning(`Listener error: ${err.message}`),
-    });
-    return this.listener;
+  /** Lock and reload DIR, then listen on every transport. Resolves with the bound listeners. */
+  async start(): Promise<LinkListener[]> {
+    this.unlock = lockDirectory(this.options.dir);
+    try {
+      this.store.loadAll();
+      const summary = this.store.summary();
+      if (summary.length === 0) this.log.notice(`No images in ${this.options.dir} yet`);
+      let port = this.options.port;
+      for (const kind of this.options.transports) {
+        const listener = await listenLink(kind, {
+          host: this.options.host,
+          port,
+          onLink: (link) => this.accept(link),
+          onError: (err) => this.log.warning(`Listener error (${kind}): ${err.message}`),
+        });
+        this.listeners.push(listener);
+        // Port 0: the first transport picks one, the others use the same.
+        if (port === 0) port = listener.port;
+      }
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    return this.listeners;
   }
 
   private accept(link: Link): void {
@@ -79,7 +141,8 @@ export class ReceiverService implements SessionContext {
   /** Stop listening and drop every connection (their transfers are abandoned; temp files go at the next start). */
   async close(): Promise<void> {
     for (const link of [...this.links]) link.close('receiver shutting down');
-    await this.listener?.close();
-    this.listener = null;
+    await Promise.all(this.listeners.splice(0).map((listener) => listener.close()));
+    this.unlock?.();
+    this.unlock = null;
   }
 }

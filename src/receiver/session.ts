@@ -117,7 +117,7 @@ export class ReceiverSession {
   private async refuse(reason: string, name?: string): Promise<void> {
     this.ctx.log.warning(`Refused ${this.peer}${name !== undefined ? ` (image '${printable(name)}')` : ''}: ${reason}`);
     await this.channel.send({ type: 'refuse', reason }).catch(() => {});
-    this.link.close(`refused: ${reason}`);
+    await this.channel.closeAfterPeer(`refused: ${reason}`);
   }
 }
 
@@ -214,7 +214,7 @@ class SaveTransfer {
   private async refuse(reason: string): Promise<void> {
     this.ctx.log.warning(`Refused ${this.peer} (image '${this.name}'): ${reason}`);
     await this.channel.send({ type: 'refuse', reason }).catch(() => {});
-    this.link.close(`refused: ${reason}`);
+    await this.channel.closeAfterPeer(`refused: ${reason}`);
   }
 
   /** Note activity; a check every few seconds abandons a transfer idle for IDLE_TIMEOUT_MS. */
@@ -290,7 +290,7 @@ class SaveTransfer {
       this.finish();
       this.releaseRing();
       await this.channel.send({ type: 'committed', generation: image.generation }).catch(() => {});
-      this.link.close('committed');
+      await this.channel.closeAfterPeer('committed');
     } catch (err) {
       this.committing = false;
       await this.fail(`committing the image: ${(err as Error).message}`, true);
@@ -311,8 +311,12 @@ class SaveTransfer {
   private async fail(reason: string, tellPeer: boolean): Promise<void> {
     if (this.finished) return;
     this.finish();
-    if (tellPeer) await this.channel.send({ type: 'failed', reason }).catch(() => {});
-    this.link.close(reason);
+    if (tellPeer) {
+      await this.channel.send({ type: 'failed', reason }).catch(() => {});
+      void this.channel.closeAfterPeer(reason);
+    } else {
+      this.link.close(reason);
+    }
     await Promise.allSettled([...this.inflight]);
     if (this.file !== null) await this.file.close().catch(() => {});
     this.file = null;
@@ -342,6 +346,8 @@ class LoadTransfer {
   private credits = 0;
   private creditWaiter: (() => void) | null = null;
   private failure: Error | null = null;
+  /** The server sent FAILED: it expects us to close, without an answer. */
+  private serverEnded = false;
   private loaded = false;
   private loadedWaiter: (() => void) | null = null;
 
@@ -371,13 +377,13 @@ class LoadTransfer {
     if (image instanceof Error) {
       log.warning(`Load of image '${this.name}' by ${this.peer} refused: ${image.message}`);
       await this.channel.send({ type: 'failed', reason: image.message }).catch(() => {});
-      this.link.close(image.message);
+      await this.channel.closeAfterPeer(image.message);
       return;
     }
     if (image === null || file === null) {
       log.notice(`Load of image '${this.name}' by ${this.peer}: there is no image under this name`);
       await this.channel.send({ type: 'no-image' }).catch(() => {});
-      this.link.close('no image');
+      await this.channel.closeAfterPeer('no image');
       return;
     }
     const started = Date.now();
@@ -424,8 +430,12 @@ class LoadTransfer {
     } catch (err) {
       const reason = this.failure?.message ?? (err as Error).message;
       log.warning(`Serving image '${this.name}' to ${this.peer} failed: ${reason}`);
-      await this.channel.send({ type: 'failed', reason }).catch(() => {});
-      this.link.close(reason);
+      if (this.serverEnded || this.channel.closedReason !== null) {
+        this.link.close(reason);
+      } else {
+        await this.channel.send({ type: 'failed', reason }).catch(() => {});
+        await this.channel.closeAfterPeer(reason);
+      }
     } finally {
       await Promise.allSettled(reads);
       await file.close().catch(() => {});
@@ -441,6 +451,7 @@ class LoadTransfer {
         this.loaded = true;
         this.wake();
       } else if (m.type === 'failed') {
+        this.serverEnded = true;
         this.abort(new Error(`the server gave up: ${printable(m.reason)}`));
       } else {
         this.abort(new Error(`protocol error: unexpected ${m.type.toUpperCase()} during a load`));

@@ -42,6 +42,8 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
   const channel = new MessageChannel(link);
   let mapping: SharedMapping | null = null;
   let handedOut = false;
+  /** The receiver said its last word (REFUSE / FAILED): close without answering. */
+  let peerEnded = false;
   try {
     await channel.send({
       type: 'hello', protocolVersion: PROTOCOL_VERSION, role: 'load', name: options.name,
@@ -52,7 +54,10 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
       link.close('no image');
       return { found: false };
     }
-    if (reply.type === 'refuse' || reply.type === 'failed') throw new Error(`${where} refused the load: ${printable(reply.reason)}`);
+    if (reply.type === 'refuse' || reply.type === 'failed') {
+      peerEnded = true;
+      throw new Error(`${where} refused the load: ${printable(reply.reason)}`);
+    }
     if (reply.type !== 'image') throw new Error(`protocol error: expected IMAGE, got ${reply.type.toUpperCase()}`);
     const verifier = new ImageVerifier(reply.header);
     const h = verifier.header;
@@ -64,15 +69,20 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     hooks.onStart?.(h, imageSize(h));
     await channel.send({ type: 'ready', region: POOL_REGION, window: LOAD_WINDOW });
     const m = mapping;
-    const pool = await receiveBlocks(channel, verifier, m, replyTimeout, hooks, () => { handedOut = true; });
-    link.close('loaded');
+    const pool = await receiveBlocks(channel, verifier, m, replyTimeout, hooks, () => { handedOut = true; }, () => { peerEnded = true; });
+    // LOADED is out; the receiver closes once it has read it.
+    await channel.closeAfterPeer('loaded');
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { found: true, image: { pool, mapping: m, header: h, seconds }, generation: reply.generation };
   } catch (err) {
     const reason = (err as Error).message;
     if (channel.closedReason === null) {
-      await channel.send({ type: 'failed', reason }).catch(() => {});
-      link.close(reason);
+      if (peerEnded) {
+        link.close(reason);
+      } else {
+        await channel.send({ type: 'failed', reason }).catch(() => {});
+        await channel.closeAfterPeer(reason, 1000);
+      }
     }
     // A pool already handed out stays mapped: its owner exits without serving it.
     if (!handedOut) (mapping as SharedMapping | null)?.close();
@@ -89,6 +99,7 @@ function receiveBlocks(
   replyTimeout: number,
   hooks: LoadHooks,
   onHandedOut: () => void,
+  onPeerEnded: () => void,
 ): Promise<Pool> {
   const h: ImageHeader = verifier.header;
   return new Promise<Pool>((resolve, reject) => {
@@ -134,6 +145,7 @@ function receiveBlocks(
           return;
         case 'failed':
         case 'refuse':
+          onPeerEnded();
           throw new Error(`the receiver gave up: ${printable(m.reason)}`);
         default:
           throw new Error(`protocol error: unexpected ${m.type.toUpperCase()} during a load`);

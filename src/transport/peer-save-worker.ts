@@ -6,8 +6,8 @@
 import { parentPort, workerData } from 'worker_threads';
 import { BLOCK_HEADER_BYTES, decodeHeader } from '../snapshot/image';
 import {
-  PeerSink, STATUS_COMMITTED, STATUS_FAILED, STATUS_READY, SYNC_ERROR_BYTES, SYNC_ERROR_LENGTH, SYNC_GENERATION, SYNC_SEQ,
-  SYNC_SLOT_BYTES, SYNC_SLOTS_AT, SYNC_STATUS, type SyncWorkerData, type SyncWorkerRequest,
+  PeerSink, STATUS_COMMITTED, STATUS_FAILED, STATUS_READY, SYNC_ERROR_BYTES, SYNC_ERROR_LENGTH, SYNC_EXITED, SYNC_GENERATION,
+  SYNC_SEQ, SYNC_SLOT_BYTES, SYNC_SLOTS_AT, SYNC_STATUS, type SyncWorkerData, type SyncWorkerRequest,
 } from './peer-sink';
 
 const data = workerData as SyncWorkerData;
@@ -22,17 +22,28 @@ function report(): void {
   Atomics.notify(control, SYNC_SEQ);
 }
 
+/** The conversation is over: stop listening, so the thread exits once the link has closed. */
+function end(): void {
+  parentPort?.close();
+}
+
 function fail(err: unknown): void {
   if (failed) return;
   failed = true;
   const text = Buffer.from(err instanceof Error ? err.message : String(err), 'utf8').subarray(0, SYNC_ERROR_BYTES);
   text.copy(errorBytes, 0);
   Atomics.store(control, SYNC_ERROR_LENGTH, text.length);
+  sink.abort(err instanceof Error ? err.message : String(err));
   Atomics.store(control, SYNC_STATUS, STATUS_FAILED);
   report();
-  sink.abort(err instanceof Error ? err.message : String(err));
-  parentPort?.close();
+  end();
 }
+
+// The main thread waits for this before it goes on (e.g. to exit after SHUTDOWN).
+process.on('exit', () => {
+  Atomics.store(control, SYNC_EXITED, 1);
+  report();
+});
 
 async function handle(request: SyncWorkerRequest): Promise<void> {
   switch (request.op) {
@@ -61,7 +72,7 @@ async function handle(request: SyncWorkerRequest): Promise<void> {
       Atomics.store(control, SYNC_GENERATION, sink.generation);
       Atomics.store(control, SYNC_STATUS, STATUS_COMMITTED);
       report();
-      parentPort?.close();
+      end();
       return;
     case 'abort':
       fail(new Error(request.reason));

@@ -74,6 +74,8 @@ export class PeerSink implements SnapshotSink, ShipStats {
   /** Woken on a credit, COMMITTED, a failure. */
   private waiter: (() => void) | null = null;
   private closed = false;
+  /** The receiver sent FAILED: it expects us to close, without an answer. */
+  private peerEnded = false;
 
   constructor(private readonly options: PeerOptions) {
     this.description = `${describePeer(options)} (snapshot-name ${options.name})`;
@@ -101,7 +103,12 @@ export class PeerSink implements SnapshotSink, ShipStats {
     } catch (err) {
       throw new Error(`${where}: ${(err as Error).message}`);
     }
-    if (reply.type === 'refuse' || reply.type === 'failed') throw new Error(`${where} refused the snapshot: ${printable(reply.reason)}`);
+    if (reply.type === 'refuse' || reply.type === 'failed') {
+      // The receiver's last word: close now (it waits for us to).
+      this.closed = true;
+      this.link.close('refused');
+      throw new Error(`${where} refused the snapshot: ${printable(reply.reason)}`);
+    }
     if (reply.type !== 'welcome') throw new Error(`${where}: protocol error: expected WELCOME, got ${reply.type.toUpperCase()}`);
     if (reply.slots < 1 || reply.slots > MAX_SLOTS || reply.slotBytes < BLOCK_HEADER_BYTES + PAGE_BYTES) {
       throw new Error(`${where}: protocol error: unusable landing ring (${reply.slots} slots of ${reply.slotBytes} bytes)`);
@@ -114,7 +121,10 @@ export class PeerSink implements SnapshotSink, ShipStats {
       else if (m.type === 'committed') {
         this.committed = true;
         this.generation = m.generation;
-      } else if (m.type === 'failed' || m.type === 'refuse') this.fail(`${where} failed the transfer: ${printable(m.reason)}`);
+      } else if (m.type === 'failed' || m.type === 'refuse') {
+        this.peerEnded = true;
+        this.fail(`${where} failed the transfer: ${printable(m.reason)}`);
+      }
       else this.fail(`${where}: protocol error: unexpected ${m.type.toUpperCase()}`);
       this.wake();
     });
@@ -149,9 +159,18 @@ export class PeerSink implements SnapshotSink, ShipStats {
   abort(reason: string): void {
     this.finishedAt = Date.now();
     if (this.failure === null) this.failure = new Error(reason);
-    if (this.channel !== null && this.channel.closedReason === null) this.channel.send({ type: 'failed', reason }).catch(() => {});
-    this.close(reason);
+    if (this.closed) return;
+    this.closed = true;
+    const channel = this.channel;
+    if (channel !== null && channel.closedReason === null && !this.peerEnded) {
+      // Tell the receiver why; it drops the transfer and closes (or we do, shortly).
+      channel.send({ type: 'failed', reason }).catch(() => {});
+      void channel.closeAfterPeer(reason, 1000);
+    } else {
+      this.link?.close(reason);
+    }
   }
+
 
   acquireBuffer(): Buffer | null {
     return this.link?.acquireStaging(PAGE_BYTES) ?? null;
@@ -208,6 +227,8 @@ export const SYNC_SEQ = 0;
 export const SYNC_STATUS = 1;
 export const SYNC_ERROR_LENGTH = 2;
 export const SYNC_GENERATION = 3;
+/** Set by the worker as it exits. */
+export const SYNC_EXITED = 4;
 export const SYNC_SLOTS_AT = 8;
 export const SYNC_SLOTS = 4;
 export const SYNC_CONTROL_WORDS = SYNC_SLOTS_AT + SYNC_SLOTS;
@@ -233,6 +254,8 @@ export type SyncWorkerRequest =
   | { op: 'abort'; reason: string };
 
 const WORKER_FILE = path.join(__dirname, 'peer-save-worker.js');
+/** Longest wait for the save worker to exit after its conversation ended (ms). */
+const WORKER_EXIT_WAIT_MS = 5000;
 
 export class SyncPeerSink implements SnapshotSink, ShipStats {
   readonly description: string;
@@ -302,10 +325,20 @@ export class SyncPeerSink implements SnapshotSink, ShipStats {
     this.worker!.postMessage(request);
   }
 
+  /**
+   * Let the worker finish: it closes its link and exits by itself. It is
+   * never terminate()d: tearing down a thread whose RDMA link still delivers
+   * native callbacks can abort the process. Wait briefly for the exit so a
+   * SHUTDOWN right after SAVE does not cut it short either.
+   */
   private stopWorker(): void {
     const worker = this.worker;
     this.worker = null;
-    if (worker !== null) void worker.terminate().catch(() => {});
+    if (worker === null) return;
+    const until = Date.now() + WORKER_EXIT_WAIT_MS;
+    while (Atomics.load(this.control, SYNC_EXITED) === 0 && Date.now() < until) {
+      Atomics.wait(this.control, SYNC_SEQ, Atomics.load(this.control, SYNC_SEQ), 50);
+    }
   }
 
   /** Block the thread until `done()`, the worker reports a failure, or `timeoutMs` pass without any progress. */

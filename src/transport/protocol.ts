@@ -276,6 +276,26 @@ export class MessageChannel {
     return this.link.send(encodeMessage(m));
   }
 
+  /**
+   * After sending the last message of a conversation: let the peer close
+   * first (it does once it has read that message), and close only after
+   * `timeoutMs` otherwise. Closing at once could let the peer see the link
+   * go down before the message (RDMA reports a disconnect on its own path).
+   */
+  closeAfterPeer(reason: string, timeoutMs = 2000): Promise<void> {
+    if (this.closedReason !== null) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.link.close(reason);
+        resolve();
+      }, timeoutMs);
+      this.onClose(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   /** The error a failed peer conversation ends with. */
   get error(): Error | null {
     return this.failure;
