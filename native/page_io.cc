@@ -26,6 +26,7 @@
 #include "modules.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -281,7 +282,8 @@ std::string ErrnoText(const char* what, int err) {
 // on first use), not on the libuv threadpool. On a small machine this matters:
 // a snapshot then never keeps more than one core busy (like Redis's forked
 // child), leaving the other to the event loop and its clients, and the thread
-// runs at a lower priority (nice +POOLKV_PAGEIO_NICE, default 10) so a waking
+// runs at a lower priority (the process's nice + POOLKV_PAGEIO_NICE, default
+// +10) so a waking
 // event loop preempts it; the threadpool's shared threads are left untouched.
 // Completions come back through a threadsafe function (unref'd while idle).
 
@@ -391,8 +393,16 @@ class IoThread {
   }
 
   void Loop() {
-    // Lower this thread's priority only (Linux: nice is per thread).
-    if (nice_ > 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice_);
+#ifdef __linux__
+    pthread_setname_np(pthread_self(), "poolkv-pageio");
+#endif
+    // Lower this thread's priority only (Linux: nice is per thread), relative to the process's.
+    if (nice_ > 0) {
+      id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+      errno = 0;
+      int base = getpriority(PRIO_PROCESS, tid);
+      if (errno == 0) (void)setpriority(PRIO_PROCESS, tid, std::min(19, base + nice_));
+    }
     for (;;) {
       Job* job;
       {
