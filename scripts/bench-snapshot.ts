@@ -14,7 +14,10 @@
 // recorded run (one table per dataset size).
 //
 //   node dist/scripts/bench-snapshot.js [--size 267mib|1gib|4gib] [--keys N] [--max-value BYTES]
-//        [--pool-size SIZE] [--seed N] [--rounds N] [--also-js] [--label NAME] [--write]
+//        [--pool-size SIZE] [--seed N] [--rounds N] [--also-js] [--quiet-wait SECONDS] [--label NAME] [--write]
+//
+// --quiet-wait: before each measurement wait up to that long for the machine to be
+// 85% idle (it is shared); the idle fraction seen is reported either way.
 import { execFileSync, spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -23,6 +26,10 @@ import * as path from 'path';
 import { freePort, ROOT, waitForPing, writeSection } from './bench-common';
 
 const POOLKV_MAIN = path.join(ROOT, 'dist/src/server/main.js');
+const QUIET_WAIT_S = (() => {
+  const i = process.argv.indexOf('--quiet-wait');
+  return i >= 0 ? Number(process.argv[i + 1]) : 0;
+})();
 const MIN_VALUE = 16;
 const BATCH = 1000;
 
@@ -338,6 +345,7 @@ async function measureBgsave(port: number, pid: number, file: string): Promise<S
     // Untimed warm-up (JIT, connection), then the idle baseline: 2 s of PINGs with nothing else going on.
     const warmEnd = Date.now() + 300;
     await pingLoop(pinger, () => Date.now() >= warmEnd);
+    await quietGate(`BGSAVE on port ${port}`);
     const idleEnd = Date.now() + IDLE_MS;
     const idle = await pingLoop(pinger, () => Date.now() >= idleEnd);
     await sleep(200);
@@ -393,6 +401,7 @@ async function shutdown(port: number, child: ChildProcess): Promise<void> {
 
 /** Spawn → first +PONG after which DBSIZE equals `keys`; polls every 5 ms. */
 async function timeToReady(cmd: string, args: string[], port: number, keys: number): Promise<{ ms: number; child: ChildProcess }> {
+  await quietGate(`restart of ${path.basename(cmd)}`);
   const t0 = nowMs();
   const child = start(cmd, args);
   const deadline = Date.now() + 300000;
@@ -433,6 +442,36 @@ function diskFloorMs(dir: string, bytes: number): number {
   return elapsed;
 }
 
+// ---------------------------------------------------------------- a shared machine
+
+function cpuTimes(): [number, number] {
+  const f = fs.readFileSync('/proc/stat', 'latin1').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return [f[3]! + f[4]!, f.reduce((a, b) => a + b, 0)];
+}
+
+/** Fraction of CPU time idle over the next `ms` (all cores). */
+async function idleFraction(ms: number): Promise<number> {
+  const a = cpuTimes();
+  await sleep(ms);
+  const b = cpuTimes();
+  return b[1] > a[1] ? (b[0] - a[0]) / (b[1] - a[1]) : 1;
+}
+
+const quietSeen: number[] = [];
+
+/**
+ * Before a measurement: wait (up to --quiet-wait seconds) until the machine is
+ * at least 85% idle over 1 s, as other people's jobs share it; records the idle
+ * fraction it measured last, for the report.
+ */
+async function quietGate(what: string): Promise<void> {
+  const deadline = Date.now() + QUIET_WAIT_S * 1000;
+  let idle = await idleFraction(1000);
+  while (idle < 0.85 && Date.now() < deadline) idle = await idleFraction(1000);
+  quietSeen.push(idle);
+  if (idle < 0.85) console.log(`  (${what}: machine only ${(idle * 100).toFixed(0)}% idle before it)`);
+}
+
 // ---------------------------------------------------------------- report
 
 const mib = (b: number): string => (b >= 10 * 1073741824 ? `${(b / 1073741824).toFixed(2)} GiB` : `${(b / 1048576).toFixed(1)} MiB`);
@@ -461,6 +500,8 @@ interface Recorded {
   command: string;
   machine: string;
   load: string;
+  /** Idle fraction of the CPUs measured just before each measurement (min / median). */
+  idle?: string;
   dataset: string;
   poolSize: string;
   rounds: number;
@@ -478,6 +519,12 @@ function readRecorded(): Recorded[] {
   } catch {
     return [];
   }
+}
+
+function idleSummary(): string {
+  const s = [...quietSeen].sort((a, b) => a - b);
+  const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
+  return s.length === 0 ? 'n/a' : `min ${pct(s[0]!)}, median ${pct(median(s))}`;
 }
 
 function writeDocs(all: Recorded[]): void {
@@ -509,7 +556,8 @@ function writeDocs(all: Recorded[]): void {
     '',
   ];
   for (const r of sorted) {
-    parts.push(`### ${r.label}: ${r.dataset}`, '', `Command: \`${r.command}\` (run on ${r.date}; ${r.machine}; load average ${r.load}).`,
+    parts.push(`### ${r.label}: ${r.dataset}`, '', `Command: \`${r.command}\` (run on ${r.date}; ${r.machine}; load average ${r.load}` +
+      `${r.idle ? `; CPUs idle just before the measurements: ${r.idle}` : ''}).`,
       `poolkv \`--pool-size ${r.poolSize}\`; ${r.rounds} round${r.rounds === 1 ? '' : 's'}. Disk floor for the ${mib(r.imageBytes)} image: ${ms(r.diskFloorMs)}.`,
       '', r.table, '', r.summary, '');
   }
@@ -582,6 +630,7 @@ async function main(): Promise<void> {
     await shutdown(jsPort, js);
     fs.rmSync(path.join(jsDir, 'dump.pool'), { force: true });
   }
+  await quietGate('disk floor');
   const floor = diskFloorMs(poolkvDir, p.fileBytes);
   console.log(`disk floor for ${mib(p.fileBytes)}: ${ms(floor)}`);
 
@@ -650,14 +699,14 @@ async function main(): Promise<void> {
     `restart from file ${(rRestart / pRestart).toFixed(1)}x faster, warm restart ${(rRestart / wRestart).toFixed(1)}x faster than Redis's restart; ` +
     `during BGSAVE poolkv's PING p99.9 is ${ratio(p.saveP999, p.idleP999)} its idle p99.9 (Redis ${ratio(r.saveP999, r.idleP999)}) ` +
     `and its longest stall ${ms(p.saveMax)} (Redis ${ms(r.saveMax)}).`;
-  console.log('\n' + table + '\n\n' + summary);
+  console.log('\n' + table + '\n\n' + summary + `\nCPUs idle just before the measurements: ${idleSummary()}`);
 
   if (write) {
     const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${redisVersion.split(' ').slice(0, 3).join(' ')}`;
     const command = ['node dist/scripts/bench-snapshot.js', ...process.argv.slice(2)].join(' ');
     const entry: Recorded = {
       label, valueBytes: ds.totalValueBytes, date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC', command, machine,
-      load: `${loadBefore} before, ${loadAfter} after`, dataset: description, poolSize, rounds, diskFloorMs: floor, imageBytes: p.fileBytes, table, summary,
+      load: `${loadBefore} before, ${loadAfter} after`, idle: idleSummary(), dataset: description, poolSize, rounds, diskFloorMs: floor, imageBytes: p.fileBytes, table, summary,
     };
     const all = readRecorded().filter((e) => e.label !== label);
     all.push(entry);
