@@ -188,6 +188,8 @@ class RdmaLink implements Link {
   private messageHandler: ((message: Buffer) => void) | null = null;
   private closeHandlers: Array<(reason: string) => void> = [];
   private closedReason: string | null = null;
+  /** The engine has ended the link; onClose runs on the next macrotask (see 'closed' below). */
+  private endingReason: string | null = null;
 
   constructor(
     private readonly conn: NativeRdmaConnection,
@@ -279,7 +281,8 @@ class RdmaLink implements Link {
   }
 
   private submit(post: () => number, buffers: Buffer[] | null): Promise<void> {
-    if (this.closedReason !== null) return Promise.reject(this.closedError(this.closedReason));
+    const ended = this.closedReason ?? this.endingReason;
+    if (ended !== null) return Promise.reject(this.closedError(ended));
     let token: number;
     try {
       token = post();
@@ -326,16 +329,22 @@ class RdmaLink implements Link {
           }
           break;
         }
-        case 'closed':
+        case 'closed': {
           this.engineDone = true;
           this.retained = [];
+          const reason = event.reason;
           if (!this.established && this.closedReason === null) {
-            this.closedReason = event.reason;
-            callUser(this.setup.failed, event.reason);
-          } else {
-            this.finish(event.reason);
+            this.closedReason = reason;
+            callUser(this.setup.failed, reason);
+          } else if (this.closedReason === null) {
+            // Its own macrotask, as a TCP link's close is its own I/O event: what
+            // reacts to operations that completed just before (promise
+            // continuations) runs before onClose does.
+            this.endingReason = reason;
+            setImmediate(() => this.finish(reason));
           }
           break;
+        }
       }
     }
   }

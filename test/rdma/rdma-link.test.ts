@@ -502,6 +502,33 @@ function defineSuites(): void {
       assert.ok(regionAtClose !== null && (regionAtClose as Buffer).subarray(0, data.length).equals(data), 'the write landed before the close');
     });
 
+    it('a send answered by the peer closing resolves, and its continuation runs, before onClose fires', async function () {
+      this.timeout(120000);
+      let accepted: (link: Link) => void = () => {};
+      const listener = await listen((link) => accepted(link));
+      for (let round = 0; round < 20; round++) {
+        const serverLink = new Promise<Link>((resolve) => (accepted = resolve));
+        const client = await connectRdma({ host, port: listener.port, timeoutMs: 20000 });
+        cleanups.push(() => client.close());
+        const server = await withTimeout(serverLink, 20000, 'the accepted link');
+        server.onMessage(() => server.close('got it'));
+        let continued = false;
+        const order: string[] = [];
+        const closed = new Promise<void>((resolve) =>
+          client.onClose((reason) => {
+            order.push(`close (${reason}) after the continuation: ${continued}`);
+            resolve();
+          }),
+        );
+        // A continuation two promise hops away, like Promise.all([send, ...]).then(...).
+        void Promise.all([client.send(Buffer.from('last word')), Promise.resolve()]).then(() => {
+          continued = true;
+        });
+        await withTimeout(closed, 20000, `round ${round}: onClose`);
+        assert.deepStrictEqual(order, ['close (peer closed the link: got it) after the continuation: true'], `round ${round}`);
+      }
+    });
+
     it('close() with writes in flight rejects them at once, fires onClose once on both ends, and disconnects within ~2 s', async function () {
       this.timeout(120000);
       const { client, server } = await openPair();
