@@ -12,6 +12,8 @@
 //   RdmaListener(host, port, cb): close()
 //   rdmaRegisterRegion(views, hostForDevice): Promise<{device, bytes, registered}>
 //   rdmaStats(): {...counters}
+//   rdmaStagingAcquire(device, bytes) / rdmaStagingRelease(device, offset): slices of
+//                   the device's staging arena, allocated here for all JS environments
 // Built without the verbs headers (POOLKV_NO_RDMA), the same names exist and
 // fail with the packages to install.
 #include "modules.h"
@@ -396,8 +398,9 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
       bool first_for_env = true;
       for (const auto& entry : buffers) first_for_env = first_for_env && entry.first.first != static_cast<napi_env>(env);
       buffers[key] = ref;
-      // A worker's environment goes away with its references; forget them so a
-      // later environment at the same address never sees a stale one.
+      // A worker's environment goes away with its references and the staging
+      // slices it held; forget both, so a later environment at the same
+      // address never sees a stale reference and the memory is reused.
       if (first_for_env) {
         napi_add_env_cleanup_hook(
             env,
@@ -405,6 +408,7 @@ class ConnectionWrap : public Napi::ObjectWrap<ConnectionWrap> {
               napi_env gone = static_cast<napi_env>(arg);
               auto& all = ArenaBuffers();
               for (auto it = all.begin(); it != all.end();) it = it->first.first == gone ? all.erase(it) : std::next(it);
+              rdma::StagingReleaseOwner(gone);
             },
             static_cast<napi_env>(env));
       }
@@ -584,6 +588,35 @@ Napi::Value RegisterRegionJs(const Napi::CallbackInfo& info) {
   return Napi::Value(env, promise);
 }
 
+// rdmaStagingAcquire(deviceName, bytes): offset of a slice of that device's
+// staging arena (the arena Buffer from stagingArena()), or -1 when none is free.
+Napi::Value StagingAcquireJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    return ThrowTypeError(env, "rdmaStagingAcquire(deviceName, bytes)");
+  }
+  rdma::Device* device = rdma::DeviceNamed(info[0].As<Napi::String>().Utf8Value());
+  double bytes = info[1].As<Napi::Number>().DoubleValue();
+  if (device == nullptr || !(bytes >= 1 && bytes <= static_cast<double>(rdma::kStagingArenaBytes))) {
+    return Napi::Number::New(env, -1);
+  }
+  return Napi::Number::New(
+      env, static_cast<double>(rdma::StagingAcquire(device, static_cast<uint64_t>(bytes), static_cast<napi_env>(env))));
+}
+
+// rdmaStagingRelease(deviceName, offset): false when that slice is not this environment's.
+Napi::Value StagingReleaseJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    return ThrowTypeError(env, "rdmaStagingRelease(deviceName, offset)");
+  }
+  rdma::Device* device = rdma::DeviceNamed(info[0].As<Napi::String>().Utf8Value());
+  double offset = info[1].As<Napi::Number>().DoubleValue();
+  bool released = device != nullptr && offset >= 0 &&
+                  rdma::StagingRelease(device, static_cast<uint64_t>(offset), static_cast<napi_env>(env));
+  return Napi::Boolean::New(env, released);
+}
+
 Napi::Value UnavailableReasonJs(const Napi::CallbackInfo& info) {
   std::string reason = rdma::UnavailableReason();
   if (reason.empty()) return info.Env().Null();
@@ -615,10 +648,14 @@ void InitRdma(Napi::Env env, Napi::Object exports) {
   exports.Set("rdmaRegisterRegion", Napi::Function::New(env, RegisterRegionJs, "rdmaRegisterRegion"));
   exports.Set("rdmaStats", Napi::Function::New(env, StatsJs, "rdmaStats"));
 #ifdef POOLKV_NO_RDMA
+  exports.Set("rdmaStagingAcquire", Napi::Function::New(env, NotCompiled, "rdmaStagingAcquire"));
+  exports.Set("rdmaStagingRelease", Napi::Function::New(env, NotCompiled, "rdmaStagingRelease"));
   exports.Set("rdmaConnect", Napi::Function::New(env, NotCompiled, "rdmaConnect"));
   exports.Set("RdmaConnection", NotCompiledClass::DefineClass(env, "RdmaConnection", {}));
   exports.Set("RdmaListener", NotCompiledClass::DefineClass(env, "RdmaListener", {}));
 #else
+  exports.Set("rdmaStagingAcquire", Napi::Function::New(env, StagingAcquireJs, "rdmaStagingAcquire"));
+  exports.Set("rdmaStagingRelease", Napi::Function::New(env, StagingReleaseJs, "rdmaStagingRelease"));
   exports.Set("rdmaConnect", Napi::Function::New(env, ConnectJs, "rdmaConnect"));
   exports.Set("RdmaConnection", ConnectionWrap::Define(env));
   exports.Set("RdmaListener", ListenerWrap::Define(env));

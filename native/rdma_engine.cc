@@ -376,9 +376,66 @@ bool EnsureStagingArena(Device* device) {
     device->staging_error = error;
     return false;
   }
+  device->staging_used.assign(kStagingArenaBytes / kStagingGranule, false);
   device->staging = static_cast<uint8_t*>(base);
   device->staging_bytes = kStagingArenaBytes;
   return true;
+}
+
+int64_t StagingAcquire(Device* device, uint64_t bytes, const void* owner) {
+  std::lock_guard<std::mutex> lock(G().staging_mu);
+  if (device->staging == nullptr || bytes == 0) return -1;
+  uint64_t need = (bytes + kStagingGranule - 1) / kStagingGranule;
+  std::vector<bool>& used = device->staging_used;
+  uint64_t run = 0;
+  for (uint64_t granule = 0; granule < used.size(); granule++) {
+    run = used[granule] ? 0 : run + 1;
+    if (run == need) {
+      uint64_t first = granule + 1 - need;
+      for (uint64_t i = first; i <= granule; i++) used[i] = true;
+      device->staging_slices[first * kStagingGranule] = {need, owner};
+      return static_cast<int64_t>(first * kStagingGranule);
+    }
+  }
+  return -1;
+}
+
+bool StagingRelease(Device* device, uint64_t offset, const void* owner) {
+  std::lock_guard<std::mutex> lock(G().staging_mu);
+  auto found = device->staging_slices.find(offset);
+  if (found == device->staging_slices.end() || found->second.second != owner) return false;
+  uint64_t first = offset / kStagingGranule;
+  for (uint64_t i = first; i < first + found->second.first; i++) device->staging_used[i] = false;
+  device->staging_slices.erase(found);
+  return true;
+}
+
+void StagingReleaseOwner(const void* owner) {
+  std::vector<Device*> devices;
+  {
+    std::lock_guard<std::mutex> lock(G().mu);
+    devices = G().devices;
+  }
+  std::lock_guard<std::mutex> lock(G().staging_mu);
+  for (Device* device : devices) {
+    for (auto it = device->staging_slices.begin(); it != device->staging_slices.end();) {
+      if (it->second.second != owner) {
+        ++it;
+        continue;
+      }
+      uint64_t first = it->first / kStagingGranule;
+      for (uint64_t i = first; i < first + it->second.first; i++) device->staging_used[i] = false;
+      it = device->staging_slices.erase(it);
+    }
+  }
+}
+
+Device* DeviceNamed(const std::string& name) {
+  std::lock_guard<std::mutex> lock(G().mu);
+  for (Device* device : G().devices) {
+    if (device->name == name) return device;
+  }
+  return nullptr;
 }
 
 ibv_mr* RegisterRegion(Device* device, const uint8_t* addr, uint64_t len, const char* what, bool* registered_now,

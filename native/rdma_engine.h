@@ -56,6 +56,10 @@ struct Device {
   uint8_t* staging = nullptr;
   size_t staging_bytes = 0;
   std::string staging_error;
+  // Its allocation state (guarded by the staging mutex): per 4 KiB granule,
+  // whether it is in use; per slice handed out, its granule count and owner.
+  std::vector<bool> staging_used;
+  std::map<uint64_t, std::pair<uint64_t, const void*>> staging_slices;
 };
 
 // The Device for a verbs context (opened by librdmacm, which keeps it open for
@@ -68,6 +72,15 @@ Device* DeviceForHost(const std::string& host, std::string* error);
 // Creates the device's staging arena if it does not exist yet. False (with
 // device->staging_error set) when it cannot be registered.
 bool EnsureStagingArena(Device* device);
+
+// Slices of a device's staging arena, shared by every JS environment (main
+// thread and workers) of the process, so allocation happens here, under a
+// lock. `owner` identifies the environment, whose slices go when it does.
+constexpr uint64_t kStagingGranule = 4096;
+int64_t StagingAcquire(Device* device, uint64_t bytes, const void* owner);  // offset, or -1 when full
+bool StagingRelease(Device* device, uint64_t offset, const void* owner);
+void StagingReleaseOwner(const void* owner);
+Device* DeviceNamed(const std::string& name);
 
 struct RegistryStats {
   uint64_t registrations = 0;     // ibv_reg_mr calls made for regions

@@ -190,4 +190,12 @@ export interface PoolkvNative {
   RdmaListener: new (host: string, port: number, onEvents: (events: RdmaListenerEvent[]) => void) => NativeRdmaListener;
   rdmaRegisterRegion(region: Buffer[], hostForDevice: string): Promise<RdmaRegistration>;
   rdmaStats(): RdmaStats;
+  /**
+   * Offset of a `bytes`-long slice of the device's staging arena (see
+   * NativeRdmaConnection.stagingArena()), or -1 when none is free. Allocated
+   * natively because the main thread and workers share the arena.
+   */
+  rdmaStagingAcquire(deviceName: string, bytes: number): number;
+  /** False when the slice at `offset` was not handed out to this thread. */
+  rdmaStagingRelease(deviceName: string, offset: number): boolean;
 }

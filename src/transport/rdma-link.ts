@@ -51,8 +51,6 @@ export const RDMA_WRITE_CHUNK_BYTES = 1 << 20;
 export const RDMA_STAGING_ARENA_BYTES = 32 << 20;
 /** Largest buffer acquireStaging() hands out (one pool page is 1 MiB). */
 export const RDMA_STAGING_MAX_BYTES = 4 << 20;
-/** Staging buffers are carved in multiples of this. */
-const STAGING_GRANULE = 4096;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
@@ -121,38 +119,27 @@ export async function registerRdmaRegion(region: Buffer[], hostForDevice: string
 
 // ---- staging buffers ----------------------------------------------------------
 
-/** Hands out page-granular slices of a device's registered staging arena. */
+/**
+ * Hands out slices of a device's registered staging arena. The arena is one
+ * per device for the whole process; the native side allocates the slices, so
+ * the main thread and worker threads never get the same memory.
+ */
 class StagingPool {
-  private nextOffset = 0;
-  private readonly freeBySize = new Map<number, number[]>();
-  /** Offset of each slice handed out -> its slot size. */
-  private readonly inUse = new Map<number, number>();
-
-  constructor(readonly arena: Buffer) {}
+  constructor(
+    readonly arena: Buffer,
+    private readonly deviceName: string,
+    private readonly addon: PoolkvNative,
+  ) {}
 
   acquire(bytes: number): Buffer | null {
-    const size = Math.ceil(bytes / STAGING_GRANULE) * STAGING_GRANULE;
-    let offset = this.freeBySize.get(size)?.pop();
-    if (offset === undefined) {
-      if (this.nextOffset + size > this.arena.length) return null;
-      offset = this.nextOffset;
-      this.nextOffset += size;
-    }
-    this.inUse.set(offset, size);
-    return this.arena.subarray(offset, offset + bytes);
+    const offset = this.addon.rdmaStagingAcquire(this.deviceName, bytes);
+    return offset < 0 ? null : this.arena.subarray(offset, offset + bytes);
   }
 
   /** False when `buffer` is not a slice this pool handed out (or was already released). */
   release(buffer: Buffer): boolean {
     if (buffer.buffer !== this.arena.buffer) return false;
-    const offset = buffer.byteOffset - this.arena.byteOffset;
-    const size = this.inUse.get(offset);
-    if (size === undefined) return false;
-    this.inUse.delete(offset);
-    let free = this.freeBySize.get(size);
-    if (free === undefined) this.freeBySize.set(size, (free = []));
-    free.push(offset);
-    return true;
+    return this.addon.rdmaStagingRelease(this.deviceName, buffer.byteOffset - this.arena.byteOffset);
   }
 }
 
@@ -274,7 +261,7 @@ class RdmaLink implements Link {
     if (pool === undefined) {
       const arena = this.conn.stagingArena();
       // A string says why there is no arena (e.g. memlock); hot paths then just copy.
-      pool = typeof arena === 'string' ? null : new StagingPool(arena);
+      pool = typeof arena === 'string' ? null : new StagingPool(arena, this.deviceName, native());
       stagingPools.set(this.deviceName, pool);
     }
     return pool;

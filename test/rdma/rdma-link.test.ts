@@ -623,7 +623,9 @@ function defineSuites(): void {
         const { connectRdma } = require(workerData.module);
         (async () => {
           const link = await connectRdma({ host: workerData.host, port: workerData.port, timeoutMs: 20000 });
-          const staging = link.acquireStaging(1 << 20);
+          const held = [0, 1, 2, 3].map(() => link.acquireStaging(1 << 20));
+          const staging = held[0];
+          parentPort.postMessage('staging ' + held.map((b) => b.byteOffset).join(','));
           link.onMessage((message) => {
             // Busy in the callback, so terminate() lands inside an event delivery.
             const until = Date.now() + 20;
@@ -646,6 +648,18 @@ function defineSuites(): void {
       const server = await withTimeout(serverLink, 30000, "the worker's link");
       const serverCloses = closeLog(server);
       await eventually(() => fromWorker.includes('connected'), 30000, 'the worker to connect');
+      // The staging arena is one per device for the process: the worker's slices and ours never overlap.
+      const workerOffsets = fromWorker.find((m) => m.startsWith('staging '))!.slice(8).split(',').map(Number);
+      assert.strictEqual(workerOffsets.length, 4);
+      const ours: Buffer[] = [];
+      for (let buffer = server.acquireStaging(MiB); buffer !== null; buffer = server.acquireStaging(MiB)) ours.push(buffer);
+      const freeWhileWorkerHolds = ours.length;
+      for (const buffer of ours) {
+        for (const offset of workerOffsets) {
+          assert.ok(buffer.byteOffset + MiB <= offset || offset + MiB <= buffer.byteOffset, `our slice at ${buffer.byteOffset} overlaps the worker's at ${offset}`);
+        }
+      }
+      for (const buffer of ours) server.releaseStaging(buffer);
       await server.expose(1, [Buffer.alloc(66 * MiB)]);
       await server.send(Buffer.from('exposed'));
       await eventually(() => fromWorker.includes('writing'), 30000, 'the worker to start writing');
@@ -655,6 +669,12 @@ function defineSuites(): void {
       await worker.terminate();
       await eventually(() => serverCloses.length > 0, 20000, "the server's onClose");
       assert.match(serverCloses[0]!, /peer disconnected|peer closed the link/);
+      // The worker's staging slices went with it.
+      const { client: fresh } = await openPair();
+      const again: Buffer[] = [];
+      for (let buffer = fresh.acquireStaging(MiB); buffer !== null; buffer = fresh.acquireStaging(MiB)) again.push(buffer);
+      assert.strictEqual(again.length, freeWhileWorkerHolds + 4);
+      for (const buffer of again) fresh.releaseStaging(buffer);
       // This process is fine and carries on.
       const { client, server: other } = await openPair();
       const inbox = new Inbox(other);
