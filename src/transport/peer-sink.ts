@@ -138,17 +138,17 @@ export class PeerSink implements SnapshotSink, ShipStats {
   async write(block: SnapshotBlock): Promise<void> {
     const slot = await this.until(() => this.freeSlots.shift() ?? null, 'a free landing slot', this.replyTimeout);
     await this.link!.write(this.region, slot * this.slotBytes, [block.header, block.payload]).catch((err: Error) => {
-      throw this.failure ?? err;
+      throw this.linkFailure(err);
     });
     await this.channel!.send({ type: 'block', slot, index: block.index }).catch((err: Error) => {
-      throw this.failure ?? err;
+      throw this.linkFailure(err);
     });
     this.bytesShipped += block.header.length + block.payload.length;
   }
 
   async commit(trailer: Buffer): Promise<void> {
     await this.channel!.send({ type: 'commit', trailer }).catch((err: Error) => {
-      throw this.failure ?? err;
+      throw this.linkFailure(err);
     });
     this.bytesShipped += trailer.length;
     await this.until(() => (this.committed ? true : null), 'COMMITTED', COMMIT_TIMEOUT_MS);
@@ -192,6 +192,12 @@ export class PeerSink implements SnapshotSink, ShipStats {
 
   private fail(reason: string): void {
     if (this.failure === null) this.failure = new Error(reason);
+  }
+
+  /** The error for a write or send the link refused: the known failure, else the link going down. */
+  private linkFailure(err: Error): Error {
+    if (this.failure === null) this.fail(`connection to ${describePeer(this.options)} lost: ${err.message}`);
+    return this.failure!;
   }
 
   private wake(): void {

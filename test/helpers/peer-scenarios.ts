@@ -438,6 +438,24 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       await r.waitForLog("Image 'fresh' generation 1 committed");
     });
 
+    if (transport === 'rdma') {
+      it('one receiver on rdma,tcp: an image shipped over RDMA loads over TCP, and back', async () => {
+        const both = await startReceiver({ token: TOKEN, transport: 'rdma,tcp', host });
+        receivers.push(both);
+        assert.match(both.output(), new RegExp(`Listening on rdma .* and tcp .*:${both.port}, images in`));
+        const viaRdma = await server(['--pool-size', '64mb', ...peerArgs(both, 'mixed')]);
+        const model = await writeDataset(viaRdma.port, { seed: 30, dbs: 1, smallKeys: n(400), bigKeys: 2, bigBytes: BIG });
+        assert.equal((await bgsave(viaRdma)).get('rdb_last_bgsave_status'), 'ok');
+        const tcpArgs = ['--snapshot-transport', 'tcp', '--snapshot-peer', both.address, '--snapshot-auth-token', TOKEN, '--snapshot-name', 'mixed'];
+        const viaTcp = await server(['--pool-size', '64mb', ...tcpArgs, '--load-from-peer', 'yes']);
+        assert.deepEqual(await readDataset(viaTcp.port, 1), sortedModel(model));
+        assert.equal(await cmd(viaTcp.port, 'SET', 'from-tcp', '1'), '+OK\r\n');
+        assert.equal((await bgsave(viaTcp)).get('rdb_last_bgsave_status'), 'ok');
+        const back = await loadInto(both, 'mixed');
+        assert.equal(await cmd(back.port, 'GET', 'from-tcp'), '$1\r\n1\r\n');
+      });
+    }
+
     it('while the image loads from the peer, the server answers -LOADING and INFO shows loading:1', async () => {
       const r = await receiver();
       const pool = poolFor(loadingMiB);

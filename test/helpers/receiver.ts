@@ -44,7 +44,8 @@ export interface ReceiverProcess {
 
 export interface ReceiverStartOptions {
   token: string;
-  transport?: 'tcp' | 'rdma';
+  /** tcp, rdma or rdma,tcp. */
+  transport?: string;
   host?: string;
   port?: number;
   /** Images directory (a fresh scratch one by default; reuse one to test restarts). */
