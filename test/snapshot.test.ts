@@ -279,7 +279,8 @@ describe('snapshot: poolkv-server end to end', function () {
     for (let i = 1200; i < 1400; i++) later.push(encodeCommand(['APPEND', `k${i}`, 'more'.repeat(50)]));
     later.push(encodeCommand(['INCR', 'counter']), encodeCommand(['EXPIRE', 'ttl', '1000']));
     for (let i = 0; i < 500; i++) later.push(encodeCommand(['SET', `after${i}`, 'A'.repeat(i * 100)]));
-    later.push(encodeCommand(['FLUSHALL']), encodeCommand(['SET', 'afterflush', '1']));
+    // FLUSHDB empties the keyspace through the barrier (FLUSHALL would kill the BGSAVE, as in Redis: next test).
+    later.push(encodeCommand(['FLUSHDB']), encodeCommand(['SET', 'afterflush', '1']));
     const all = Buffer.concat([...before, encodeCommand(['BGSAVE']), ...later]);
     const replies = (await rawCommand(a.port, all, { replies: before.length + 1 + later.length, timeoutMs: 30000 })).toString('latin1');
     assert.ok(replies.includes('+Background saving started\r\n'), 'BGSAVE answered at once');
@@ -297,6 +298,29 @@ describe('snapshot: poolkv-server end to end', function () {
     assert.ok(mget === want, 'every key has its value from before BGSAVE');
     assert.equal(await cmd(b.port, 'TTL', 'ttl'), ':-1\r\n');
     assert.equal(await cmd(b.port, 'EXISTS', 'afterflush', 'after1'), ':0\r\n');
+  });
+
+  it('FLUSHALL kills a BGSAVE in progress without marking it failed; the previous image stays', async () => {
+    const dir = tempDir();
+    const a = await start(['--dir', dir]);
+    assert.equal(await cmd(a.port, 'SET', 'old', 'image'), '+OK\r\n');
+    assert.equal(await cmd(a.port, 'SAVE'), '+OK\r\n');
+    const fill: Buffer[] = [];
+    for (let i = 0; i < 150; i++) fill.push(encodeCommand(['SET', `big${i}`, 'B'.repeat(300000) + i]));
+    await rawCommand(a.port, Buffer.concat(fill), { replies: fill.length, timeoutMs: 30000 });
+    const replies = (await rawCommand(a.port, Buffer.concat([encodeCommand(['BGSAVE']), encodeCommand(['FLUSHALL'])]),
+      { replies: 2, timeoutMs: 30000 })).toString('latin1');
+    assert.equal(replies, '+Background saving started\r\n+OK\r\n');
+    await waitFor('the abort', () => a.output().includes('Background saving aborted: FLUSHALL'));
+    const info = await cmd(a.port, 'INFO', 'persistence');
+    assert.match(info, /rdb_bgsave_in_progress:0\r\n/);
+    assert.match(info, /rdb_last_bgsave_status:ok\r\n/);
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('temp-')), [], 'the temp file is removed');
+    await rawCommand(a.port, ['SHUTDOWN', 'NOSAVE']).catch(() => Buffer.alloc(0));
+    await waitFor('exit', () => a.process.exitCode !== null);
+    const b = await start(['--dir', dir]);
+    assert.equal(await cmd(b.port, 'DBSIZE'), ':1\r\n');
+    assert.equal(await cmd(b.port, 'GET', 'old'), '$5\r\nimage\r\n');
   });
 
   it('SAVE, LASTSAVE, save rules, SHUTDOWN SAVE / NOSAVE / default with rules', async () => {
