@@ -14,6 +14,7 @@ import { Pool } from '../pool/pool';
 import { isCleanPoolFile, type LoadedImage, type LoadHooks, loadImageFile } from '../snapshot/load';
 import { SnapshotService } from '../snapshot/service';
 import { Keyspace } from '../store/keyspace';
+import { removeStaleTempFiles } from '../transport/file';
 import { type LinkKind, parseHostPort } from '../transport/link';
 import { registerPoolRegion } from '../transport/links';
 import { loadFromPeer, type PeerLoadResult } from '../transport/peer-load';
@@ -114,6 +115,8 @@ async function main(argv: string[]): Promise<void> {
     log.warning('Configuration loaded');
   }
   log.role = 'M';
+  // A process killed mid-save leaves its temp-<pid>.pool behind; the image it was replacing is whole.
+  removeStaleTempFiles(config.getString('dir'), (message) => log.notice(message));
 
   const poolSize = config.getNumber('pool-size');
   const poolPath = config.getString('pool-path');

@@ -15,13 +15,14 @@
 // flagged `write` that did not answer an error. That is coarser than Redis's
 // server.dirty (which counts keys changed: DEL of 3 keys = 3, a no-op = 0).
 import * as fs from 'fs';
+import { bytesToHuman } from '../server/info';
 import type { LoadingState } from '../server/loading';
 import type { ServerContext } from '../server/server-context';
 import { FileSink } from '../transport/file';
 import { parseHostPort } from '../transport/link';
 import { PeerSink, type PeerOptions, SyncPeerSink } from '../transport/peer-sink';
 import type { SnapshotSink } from '../transport/sink';
-import { ConsistentCut, CutAbortedError } from './cut';
+import { ConsistentCut, CutAbortedError, type CutProgress } from './cut';
 
 /** Redis's CONFIG_BGSAVE_RETRY_DELAY: after a failed BGSAVE, rules wait this long (s). */
 const BGSAVE_RETRY_DELAY = 5;
@@ -211,7 +212,7 @@ export class SnapshotService {
     let sink: SnapshotSink;
     try {
       sink = this.sinkFor(false);
-      cut = ConsistentCut.open(this.server.pool, sink);
+      cut = ConsistentCut.open(this.server.pool, sink, { onProgress: (progress) => this.logProgress(progress) });
     } catch (err) {
       this.lastBgsaveOk = false;
       this.server.log.warning(`Can't save in background: ${(err as Error).message}`);
@@ -248,6 +249,14 @@ export class SnapshotService {
     running.done.catch(() => {});
     this.running = running;
     return 'started';
+  }
+
+  /** A line per second for saves that last longer than one (the cut calls at most once a second). */
+  private logProgress(progress: CutProgress): void {
+    if (progress.elapsedMs < 1000 || progress.blocksDone >= progress.blockCount) return;
+    const percent = (100 * progress.bytesDone / progress.bytesTotal).toFixed(1);
+    this.server.log.notice(`Background saving: ${percent}% (${bytesToHuman(progress.bytesDone)} of ${bytesToHuman(progress.bytesTotal)}), ` +
+      `${bytesToHuman(progress.preimageBytes)} held as pre-images`);
   }
 
   /** Stop a BGSAVE in progress (SHUTDOWN): the previous image stays; the temp file is removed / the peer told. */
