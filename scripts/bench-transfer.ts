@@ -132,19 +132,26 @@ async function dbsizeOnceLoaded(port: number, timeoutMs: number): Promise<number
   throw new Error(`the server on ${port} did not finish loading within ${timeoutMs} ms`);
 }
 
-/** The BW average[MB/sec] column of a perftest client run (MB = 2^20 bytes in perftest). */
-function perftest(tool: 'ib_write_bw' | 'ib_read_bw', host: string, device: string): number {
-  const args = ['-d', device, '-s', '1048576', '-D', '5', '-F'];
+/** The BW average[MB/sec] column of a perftest client run with `bytes`-sized messages (perftest's MB is 2^20 bytes). */
+function perftest(tool: 'ib_write_bw' | 'ib_read_bw', host: string, device: string, bytes: number): number {
+  const args = ['-d', device, '-s', String(bytes), '-D', '5', '-F'];
   const server = spawn(tool, args, { stdio: 'ignore' });
   try {
     execFileSync('sleep', ['1']);
     const out = execFileSync(tool, [...args, host], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const line = out.split('\n').find((l) => /^\s*1048576\s/.test(l));
+    const line = out.split('\n').find((l) => new RegExp(`^\\s*${bytes}\\s`).test(l));
     if (line === undefined) throw new Error(`${tool}: no result line in:\n${out}`);
     return Number(line.trim().split(/\s+/)[3]);
   } finally {
     server.kill('SIGKILL');
   }
+}
+
+/** perftest at 64 KiB and 1 MiB messages (rxe's best size varies with load); the faster is the limit. */
+function perftestBest(tool: 'ib_write_bw' | 'ib_read_bw', host: string, device: string): { best: number; text: string } {
+  const small = perftest(tool, host, device, 65536);
+  const large = perftest(tool, host, device, 1048576);
+  return { best: Math.max(small, large), text: `${tool} ${small.toFixed(1)} MiB/s (64 KiB messages) / ${large.toFixed(1)} MiB/s (1 MiB)` };
 }
 
 async function main(): Promise<void> {
@@ -211,10 +218,11 @@ function report(transport: Transport, host: string, mb: number, results: Round[]
   let limits = '';
   if (transport === 'rdma') {
     const device = process.env.RXE_DEV ?? 'rxe0';
-    const write = perftest('ib_write_bw', host, device);
-    const read = perftest('ib_read_bw', host, device);
-    limits = `\nSame VM, same run: ib_write_bw ${write.toFixed(1)} MiB/s, ib_read_bw ${read.toFixed(1)} MiB/s (1 MiB messages, 5 s).\n` +
-      `BGSAVE reaches ${(100 * mibs(save) / write).toFixed(0)}% of ib_write_bw; load-from-peer ${(100 * mibs(load) / write).toFixed(0)}%.\n`;
+    const write = perftestBest('ib_write_bw', host, device);
+    const read = perftestBest('ib_read_bw', host, device);
+    limits = `\nSame VM, same run, 5 s each: ${write.text}; ${read.text}.\n` +
+      `BGSAVE reaches ${(100 * mibs(save) / write.best).toFixed(0)}% of the better ib_write_bw; ` +
+      `load-from-peer (process start included) ${(100 * mibs(load) / write.best).toFixed(0)}%.\n`;
   }
   const table = rows.join('\n');
   console.log(table + '\n' + limits);
