@@ -227,7 +227,7 @@ function report(transport: Transport, host: string, mb: number, results: Round[]
   const table = rows.join('\n');
   console.log(table + '\n' + limits);
   if (process.argv.includes('--write')) {
-    const heading = `### Snapshot transfer over ${transport}`;
+    const heading = `## Snapshot transfer over ${transport}`;
     const command = transport === 'rdma'
       ? `scripts/rxe-vm/run -- node dist/scripts/bench-transfer.js --transport rdma --mb ${mb} --write`
       : `node dist/scripts/bench-transfer.js --transport tcp --mb ${mb} --write`;
