@@ -283,11 +283,13 @@ std::string ErrnoText(const char* what, int err) {
 // a snapshot then never keeps more than one core busy (like Redis's forked
 // child), leaving the other to the event loop and its clients, and the thread
 // runs at a lower priority (the process's nice + POOLKV_PAGEIO_NICE, default
-// +10) so a waking
-// event loop preempts it; the threadpool's shared threads are left untouched.
+// +5) so a waking event loop preempts it, yet the save still gets about a
+// quarter of a core it has to share with the loop (+10 starved 1 GiB saves to
+// 3 s under a PING-flooding client on 2 cores, 0 let it delay the loop's
+// wake-ups); the libuv threadpool's shared threads are left untouched.
 // Completions come back through a threadsafe function (unref'd while idle).
 
-constexpr int kDefaultNice = 10;
+constexpr int kDefaultNice = 5;
 
 // Jobs of one cut: cancel() stops queued ones and waits for a running one, so
 // the pool they read can be unmapped right after.
