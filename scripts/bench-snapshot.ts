@@ -553,7 +553,7 @@ function writeDocs(all: Recorded[]): void {
     'engineers\' test runs: the load average before/after each run is given, and key rows were re-run to check.',
     '',
     '- BGSAVE wall time: BGSAVE sent → `INFO persistence` (polled every 10 ms) shows `rdb_bgsave_in_progress:0`; status checked `ok`.',
-    '  Both servers fsync the file (Redis incrementally, poolkv starts writeback every 32 MiB and fsyncs at the end).',
+    '  Both servers fsync the file (Redis incrementally, poolkv starts writeback every 8 MiB and fsyncs at the end).',
     '  "Disk floor" is writing the same number of bytes sequentially in 1 MiB writes plus one fsync, from the benchmark process.',
     '- PING: one client sends PING one at a time, throughout. "idle" is 2 s with nothing else running, "during BGSAVE" from just',
     '  before BGSAVE until it ends. The max round trip is the longest stall that client saw.',

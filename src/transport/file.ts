@@ -6,8 +6,8 @@
 // SHUTDOWN: blocks, as Redis's rdbSave does).
 //
 // BGSAVE writes: with the poolkv_native addon, each block (header + payload)
-// is one pwritev on the libuv threadpool straight from the cut's buffers, and
-// every WRITEBACK_BYTES the kernel is told to start writing the range out
+// is one pwritev on the addon's page-I/O thread straight from the cut's
+// buffers, and every WRITEBACK_BYTES the kernel is told to start writing the range out
 // (sync_file_range, like Redis's rdb-save-incremental-fsync), so the disk
 // works during the save and the final fsync has little left to do. Without
 // the addon: FileHandle.writev (fs.promises), no early writeback.
@@ -17,8 +17,14 @@ import type { ImageHeader } from '../snapshot/image';
 import { type PageIoNative, pageIo } from './native';
 import type { SnapshotBlock, SnapshotSink } from './sink';
 
-/** Start writeback of what was written every this many bytes (BGSAVE with the addon). */
-const WRITEBACK_BYTES = 32 * 1024 * 1024;
+/**
+ * Start writeback of what was written every this many bytes (BGSAVE with the
+ * addon). Measured on the 2-core box (docs/benchmarks.md): 8 MiB kept a PING
+ * client's p99.9 during a 267 MiB BGSAVE at a median 0.6 ms; 32 MiB handed the
+ * disk bursts whose completions cost the event loop ~2 ms p99.9 and 14-42 ms
+ * outliers; 4 MiB was no better than 8.
+ */
+const WRITEBACK_BYTES = 8 * 1024 * 1024;
 
 export interface FileSinkOptions {
   dir: string;
