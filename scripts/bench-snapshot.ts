@@ -15,6 +15,7 @@
 //
 //   node dist/scripts/bench-snapshot.js [--size 267mib|1gib|4gib] [--keys N] [--max-value BYTES]
 //        [--pool-size SIZE] [--seed N] [--rounds N] [--also-js] [--quiet-wait SECONDS] [--label NAME] [--write]
+//   node dist/scripts/bench-snapshot.js --rewrite-docs      (the docs section from the recorded runs only)
 //
 // --quiet-wait: before each measurement wait up to that long for the machine to be
 // 85% idle (it is shared); the idle fraction seen is reported either way.
@@ -574,10 +575,41 @@ function writeDocs(all: Recorded[]): void {
       `poolkv \`--pool-size ${r.poolSize}\`; ${r.rounds} round${r.rounds === 1 ? '' : 's'}. Disk floor for the ${mib(r.imageBytes)} image: ${ms(r.diskFloorMs)}.`,
       '', r.table, '', r.summary, '');
   }
+  parts.push(
+    '### What changed, and reading these numbers',
+    '',
+    '- BGSAVE no longer copies or hashes pages on the event loop. Each 1 MiB page is copied and CRC32\'d (PCLMULQDQ, ~14 GB/s;',
+    '  zlib.crc32 does ~2.6 GB/s) on the addon\'s one page-I/O thread (nice +5, so a waking event loop preempts it). The block',
+    '  is written with pwritev on the same thread, and writeback starts every 8 MiB. The loop only orchestrates: ~45 µs of',
+    '  main-thread CPU per block (schedstat), against ~340 µs for the JS engine. A page written while its copy is in flight',
+    '  ships its pre-image. Before this (the previous session\'s table at 267 MiB, JS engine): PING p99.9 3.74 ms during BGSAVE,',
+    '  max 9.96 ms, and 0.08x Redis\'s PINGs answered.',
+    '- The longest stall cannot go below the host\'s own noise: on this shared VM, even idle, the slowest of ~40k PINGs in 2 s',
+    '  takes 2-5 ms, for Redis too. Redis keeps p99.9 low during BGSAVE because its forked child runs on the other core.',
+    '  It pays with the fork itself (its max grows with the dataset: 5-7 ms at 267 MiB, 25-93 ms at 1 GiB, 130 ms at',
+    '  4 GiB) and with copy-on-write memory.',
+    '- p99.9 during a BGSAVE is mostly disk-I/O interference: the same cut into tmpfs, or writeback every 8 MiB instead',
+    '  of 32 MiB, cut it from ~1.9 ms to ~0.6 ms (medians of 8 interleaved rounds at 267 MiB). Round-to-round spread on this',
+    '  machine is about ±0.5 ms.',
+    '- BGSAVE time: at 4 GiB the disk is the floor (~480 MB/s sequential with fsync). poolkv\'s image is 1.14-1.21x Redis\'s',
+    '  file (whole 1 MiB pages), so poolkv can be at most ~4x faster than Redis\'s 47 s there. At 1 GiB the save shares the',
+    '  2 cores with the PING-flooding client; without a client, the same cut takes 0.7 s in-process.',
+    '- Restart from file is bounded by src/snapshot/load.ts reading and CRC-checking every block on the main thread with',
+    '  zlib\'s CRC32 (~0.4 ms/MiB). The addon\'s crc32 (0.07 ms/MiB, identical results; image.ts blockCrc) there would save',
+    '  ~1.6 s at 4 GiB. A warm restart attaches the /dev/shm pool in ~135 ms at any size.',
+    '',
+    '',
+  );
   writeSection(parts.join('\n'), '## Snapshots');
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--rewrite-docs')) {
+    // Only regenerate the docs section from the recorded runs (e.g. after editing its text here).
+    writeDocs(readRecorded());
+    console.log('rewrote the Snapshots section of docs/benchmarks.md from scripts/bench-snapshot-results.json');
+    return;
+  }
   const presetName = stringArg('size');
   const preset = presetName === undefined ? undefined : PRESETS[presetName];
   if (presetName !== undefined && preset === undefined) throw new Error(`--size must be one of ${Object.keys(PRESETS).join(', ')}`);
