@@ -489,10 +489,35 @@ RegistryStats Stats() {
   return stats;
 }
 
+// ---- WakeFd --------------------------------------------------------------------
+
+WakeFd::WakeFd() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+WakeFd::~WakeFd() { Close(); }
+
+void WakeFd::Signal() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ < 0) return;
+  uint64_t one = 1;
+  ssize_t ignored = write(fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void WakeFd::Drain() {
+  uint64_t count;
+  ssize_t ignored = read(fd_, &count, sizeof count);
+  (void)ignored;
+}
+
+void WakeFd::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
 // ---- Connection ---------------------------------------------------------------
 
 Connection::Connection() {
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   G().connections_open++;
 }
 
@@ -502,7 +527,6 @@ Connection::~Connection() {
     thread_.join();
   }
   ReleaseResources();
-  if (wake_fd_ >= 0) close(wake_fd_);  // never started
   G().connections_open--;
 }
 
@@ -600,35 +624,12 @@ void Connection::RequestShutdown() {
   Wake();
 }
 
-void Connection::Wake() {
-  std::lock_guard<std::mutex> lock(wake_mu_);
-  if (wake_fd_ >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_fd_, &one, sizeof one);
-    (void)ignored;
-  }
-}
+void Connection::Wake() { wake_.Signal(); }
 
-std::vector<LinkEvent> Connection::TakeEvents() {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<LinkEvent> events;
-  events.swap(events_);
-  notify_pending_ = false;
-  return events;
-}
+std::vector<LinkEvent> Connection::TakeEvents() { return events_.Take(); }
 
 void Connection::PushEvent(LinkEvent event) {
-  bool call = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    events_.push_back(std::move(event));
-    if (!notify_pending_) {
-      notify_pending_ = true;
-      call = true;
-    }
-  }
-  // One JS call drains everything queued by then, so a burst costs one wake-up.
-  if (call && notify_) notify_();
+  if (events_.Push(std::move(event)) && notify_) notify_();
 }
 
 uint64_t Connection::Enqueue(Op op) {
@@ -735,12 +736,7 @@ void Connection::Run() {
     closed_for_ops_ = true;
   }
   ReleaseResources();
-  {
-    // Every descriptor goes with the thread, not with the (garbage-collected) JS wrapper.
-    std::lock_guard<std::mutex> lock(wake_mu_);
-    close(wake_fd_);
-    wake_fd_ = -1;
-  }
+  wake_.Close();  // every descriptor goes with the thread, not with the (garbage-collected) JS wrapper
   LinkEvent closed{LinkEvent::kClosed};
   closed.text = failed_ ? fail_reason_ : "closed";
   PushEvent(std::move(closed));
@@ -761,7 +757,7 @@ bool Connection::WaitCmEvent(rdma_cm_event_type expected, int64_t deadline_ms, c
       *error = "timed out after " + std::to_string(timeout_ms_) + " ms " + step + " (" + where + ")";
       return false;
     }
-    pollfd fds[2] = {{channel_->fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    pollfd fds[2] = {{channel_->fd, POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
     int rc = poll(fds, 2, static_cast<int>(std::min<int64_t>(remaining, 1000)));
     if (rc < 0 && errno != EINTR) {
       *error = "poll: " + Errno(errno);
@@ -998,18 +994,14 @@ void Connection::MainLoop() {
       if (remaining <= 0) break;  // the peer is not taking what is left; disconnect anyway
       timeout = static_cast<int>(remaining);
     }
-    pollfd fds[3] = {{wake_fd_, POLLIN, 0}, {comp_channel_->fd, POLLIN, 0}, {channel_->fd, POLLIN, 0}};
+    pollfd fds[3] = {{wake_.fd(), POLLIN, 0}, {comp_channel_->fd, POLLIN, 0}, {channel_->fd, POLLIN, 0}};
     int rc = poll(fds, 3, timeout);
     if (rc < 0) {
       if (errno == EINTR) continue;
       Fail("poll: " + Errno(errno));
       break;
     }
-    if (fds[0].revents) {
-      uint64_t count;
-      ssize_t ignored = read(wake_fd_, &count, sizeof count);
-      (void)ignored;
-    }
+    if (fds[0].revents) wake_.Drain();
     if (shutdown_requested_) break;
     // Completions first: messages that arrived before a disconnect are delivered.
     if (fds[1].revents) DrainCompletions();
@@ -1361,7 +1353,6 @@ void Connection::ReleaseResources() {
 // ---- Listener -------------------------------------------------------------------
 
 Listener::Listener(const std::string& host, int port) : host_(host), port_(port) {
-  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   G().listeners_open++;
 }
 
@@ -1372,7 +1363,6 @@ Listener::~Listener() {
   }
   if (id_ != nullptr) rdma_destroy_id(id_);
   if (channel_ != nullptr) rdma_destroy_event_channel(channel_);
-  if (wake_fd_ >= 0) close(wake_fd_);
   G().listeners_open--;
 }
 
@@ -1389,33 +1379,13 @@ void Listener::Join() {
 
 void Listener::RequestShutdown() {
   shutdown_requested_ = true;
-  std::lock_guard<std::mutex> lock(wake_mu_);
-  if (wake_fd_ >= 0) {
-    uint64_t one = 1;
-    ssize_t ignored = write(wake_fd_, &one, sizeof one);
-    (void)ignored;
-  }
+  wake_.Signal();
 }
 
-std::vector<ListenerEvent> Listener::TakeEvents() {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<ListenerEvent> events;
-  events.swap(events_);
-  notify_pending_ = false;
-  return events;
-}
+std::vector<ListenerEvent> Listener::TakeEvents() { return events_.Take(); }
 
 void Listener::PushEvent(ListenerEvent event) {
-  bool call = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    events_.push_back(std::move(event));
-    if (!notify_pending_) {
-      notify_pending_ = true;
-      call = true;
-    }
-  }
-  if (call && notify_) notify_();
+  if (events_.Push(std::move(event)) && notify_) notify_();
 }
 
 bool Listener::Bind(std::string* error) {
@@ -1463,7 +1433,7 @@ void Listener::Run() {
     listening.text = AddressString(rdma_get_local_addr(id_), rdma_get_src_port(id_));
     PushEvent(std::move(listening));
     while (!shutdown_requested_) {
-      pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {channel_->fd, POLLIN, 0}};
+      pollfd fds[2] = {{wake_.fd(), POLLIN, 0}, {channel_->fd, POLLIN, 0}};
       if (poll(fds, 2, -1) < 0) {
         if (errno == EINTR) continue;
         break;
@@ -1503,11 +1473,7 @@ void Listener::Run() {
     rdma_destroy_event_channel(channel_);
     channel_ = nullptr;
   }
-  {
-    std::lock_guard<std::mutex> lock(wake_mu_);
-    close(wake_fd_);
-    wake_fd_ = -1;
-  }
+  wake_.Close();
   PushEvent(ListenerEvent{ListenerEvent::kClosed});
   if (on_exit_) on_exit_();
 }

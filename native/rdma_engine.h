@@ -28,6 +28,51 @@
 namespace poolkv {
 namespace rdma {
 
+// An eventfd that wakes a thread's poll loop. Other threads may Signal() while
+// the owning thread Close()s it at exit, hence the mutex.
+class WakeFd {
+ public:
+  WakeFd();
+  ~WakeFd();
+  WakeFd(const WakeFd&) = delete;
+  WakeFd& operator=(const WakeFd&) = delete;
+  int fd() const { return fd_; }  // polled and closed only by the owning thread
+  void Signal();
+  void Drain();
+  void Close();
+
+ private:
+  std::mutex mu_;
+  int fd_;
+};
+
+// Events a native thread queues for JS. Push() says whether to call the
+// notifier: only the first event since the last Take(), so one JS call drains
+// a whole burst.
+template <typename Event>
+class EventMailbox {
+ public:
+  bool Push(Event event) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(event));
+    if (notify_pending_) return false;
+    notify_pending_ = true;
+    return true;
+  }
+  std::vector<Event> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<Event> events;
+    events.swap(events_);
+    notify_pending_ = false;
+    return events;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Event> events_;
+  bool notify_pending_ = false;
+};
+
 // Largest control message (link.ts LINK_MAX_MESSAGE).
 constexpr size_t kMaxMessage = 4096;
 // Bulk writes are split into RDMA WRITE work requests of at most this many
@@ -221,8 +266,7 @@ class Connection {
   ibv_cq* cq_ = nullptr;
   bool qp_created_ = false;
   bool connected_ = false;
-  std::mutex wake_mu_;  // the wake eventfd is closed when the thread ends; writers check under this
-  int wake_fd_ = -1;
+  WakeFd wake_;  // closed when the thread ends
   unsigned unacked_cq_events_ = 0;
   int send_depth_ = 0;
   int recv_depth_ = 0;
@@ -251,14 +295,13 @@ class Connection {
 
   std::thread thread_;
   Notifier notify_;
+  EventMailbox<LinkEvent> events_;
   std::function<void()> on_exit_;
   std::atomic<bool> shutdown_requested_{false};
   std::atomic<bool> started_{false};
 
   std::mutex mu_;  // guards everything below
   std::vector<Op> incoming_;
-  std::vector<LinkEvent> events_;
-  bool notify_pending_ = false;
   std::map<uint32_t, RemoteRegion> remote_regions_;
   uint64_t next_token_ = 1;
   bool closed_for_ops_ = false;
@@ -297,16 +340,13 @@ class Listener {
   int port_;
   rdma_event_channel* channel_ = nullptr;
   rdma_cm_id* id_ = nullptr;
-  std::mutex wake_mu_;
-  int wake_fd_ = -1;
+  WakeFd wake_;
   std::thread thread_;
   Notifier notify_;
   std::function<void()> on_exit_;
   std::atomic<bool> shutdown_requested_{false};
   std::atomic<bool> started_{false};
-  std::mutex mu_;
-  std::vector<ListenerEvent> events_;
-  bool notify_pending_ = false;
+  EventMailbox<ListenerEvent> events_;
 };
 
 }  // namespace rdma
