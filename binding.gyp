@@ -8,7 +8,7 @@
   "targets": [
     {
       "target_name": "poolkv_native",
-      "sources": ["native/poolkv_native.cc", "native/page_io.cc", "native/rdma.cc", "native/rdma_engine.cc"],
+      "sources": ["native/poolkv_native.cc", "native/page_io.cc", "native/image_load.cc", "native/rdma.cc", "native/rdma_engine.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],

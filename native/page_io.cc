@@ -574,7 +574,7 @@ Napi::Value CopyPageCrc(const Napi::CallbackInfo& info) { return QueueCopy(info,
 Napi::Value Crc32Async(const Napi::CallbackInfo& info) { return QueueCopy(info, ThreadOf(info), nullptr, false); }
 
 // crc32(buf, seed?) → number, on this thread.
-Napi::Value Crc32(const Napi::CallbackInfo& info) {
+Napi::Value Crc32Js(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint8_t* data;
   size_t len;
@@ -684,10 +684,12 @@ class CopyGroup : public Napi::ObjectWrap<CopyGroup> {
 
 }  // namespace
 
+uint32_t Crc32(uint32_t seed, const uint8_t* data, size_t len) { return CopyCrc(seed, data, nullptr, len); }
+
 void InitPageIo(Napi::Env env, Napi::Object exports) {
   Tables();
   auto* io = new IoThread(env);  // freed by its env cleanup hook
-  exports.Set("crc32", Napi::Function::New(env, Crc32, "crc32"));
+  exports.Set("crc32", Napi::Function::New(env, Crc32Js, "crc32"));
   exports.Set("copyPageCrcSync", Napi::Function::New(env, CopyPageCrcSync, "copyPageCrcSync"));
   exports.Set("copyPageCrc", Napi::Function::New(env, CopyPageCrc, "copyPageCrc", io));
   exports.Set("crc32Async", Napi::Function::New(env, Crc32Async, "crc32Async", io));

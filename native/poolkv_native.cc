@@ -89,6 +89,7 @@ Napi::Value Capabilities(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("capabilities", Napi::Function::New(env, Capabilities, "capabilities"));
   poolkv::InitPageIo(env, exports);
+  poolkv::InitImageLoad(env, exports);
   poolkv::InitRdma(env, exports);
   return exports;
 }

@@ -12,6 +12,7 @@
 // come first, so the pool can be attached (onPoolReady) long before the
 // data pages are in.
 import * as fs from 'fs';
+import * as os from 'os';
 import { performance } from 'perf_hooks';
 import { PoolFormatError } from '../pool/errors';
 import {
@@ -21,9 +22,10 @@ import {
 import { SharedMapping, VIEW_BYTES } from '../pool/mapping';
 import { PAGE_BYTES } from '../pool/memory';
 import { Pool } from '../pool/pool';
+import { pageIo } from '../transport/native';
 import {
-  blockCrc, BLOCK_HEADER_BYTES, IMAGE_HEADER_BYTES, ImageError, type ImageHeader, imageSize, ImageVerifier, readImageFile,
-  TRAILER_BYTES,
+  blockCrc, BLOCK_HEADER_BYTES, IMAGE_HEADER_BYTES, imageBlockOffset, ImageError, type ImageHeader, imageSize, ImageVerifier,
+  readImageFile, TRAILER_BYTES,
 } from './image';
 
 export interface LoadOptions {
@@ -128,12 +130,24 @@ export interface LoadHooks {
   onProgress?(loadedBytes: number): void;
 }
 
-/** Work per slice of loadImageFile before it yields to the event loop (ms). */
+/** Work per slice of loadImageFile's JS fallback before it yields to the event loop (ms). */
 const LOAD_SLICE_MS = 25;
+/** Blocks per native read batch (one page each): ~25-50 ms of work between event-loop turns. */
+const LOAD_BATCH_BLOCKS = 64;
+
+/** Threads reading an image into the pool (POOLKV_LOAD_THREADS, default: the CPUs, at most 4). */
+function loadThreads(): number {
+  const configured = Number(process.env.POOLKV_LOAD_THREADS);
+  if (Number.isInteger(configured) && configured >= 1 && configured <= 8) return configured;
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
 
 /**
- * Load `file` like loadImage, in slices of ~25 ms between event-loop turns
- * (clients get -LOADING meanwhile). Same checks, same messages.
+ * Load `file` like loadImage, yielding to the event loop between batches
+ * (clients get -LOADING meanwhile). Same checks, same messages. With the
+ * addon, blocks are read straight into their pages and CRC-checked on
+ * several threads (native/image_load.cc); JS verifies every header and CRC in
+ * order as each batch comes back.
  */
 export async function loadImageFile(file: string, options: LoadOptions, hooks: LoadHooks = {}): Promise<LoadedImage> {
   const started = process.hrtime.bigint();
@@ -143,51 +157,33 @@ export async function loadImageFile(file: string, options: LoadOptions, hooks: L
   const fd = fs.openSync(file, 'r');
   try {
     const fileSize = fs.fstatSync(fd).size;
-    let pos = 0;
-    const readExactly = (target: Buffer, len: number, what: string): void => {
-      let done = 0;
-      while (done < len) {
-        const n = fs.readSync(fd, target, done, len - done, pos + done);
-        if (n === 0) throw new ImageError(`truncated at byte ${pos + done} (inside ${what}; file is ${fileSize} bytes)`);
-        done += n;
-      }
-      pos += len;
-    };
+    const reader = new ImageFileReader(fd, fileSize);
     const headerBytes = Buffer.alloc(IMAGE_HEADER_BYTES);
-    readExactly(headerBytes, IMAGE_HEADER_BYTES, 'the header');
+    reader.readExactly(headerBytes, IMAGE_HEADER_BYTES, 'the header');
     const verifier = new ImageVerifier(headerBytes);
     const h = verifier.header;
     checkImageFits(h, options);
     mapping = mapPoolFor(h, options);
-    const views = mapping.views;
     hooks.onStart?.(h, imageSize(h));
-    const blockHeader = Buffer.alloc(BLOCK_HEADER_BYTES);
-    let sliceStart = performance.now();
-    for (let block = 0; block < h.blockCount; block++) {
-      const at = pos;
-      readExactly(blockHeader, BLOCK_HEADER_BYTES, `the header of block ${block}`);
-      const { page } = verifier.checkBlockHeader(blockHeader, at);
-      const target = pageView(views, page);
-      readExactly(target, PAGE_BYTES, `block ${block} (page ${page}, at byte ${at})`);
-      verifier.acceptBlock(blockHeader, blockCrc(page, target));
-      if (block === h.metaPages - 1) {
-        pool = attachLoadedPool(mapping, h);
-        if (hooks.onPoolReady !== undefined) {
-          handedOut = true;
-          await hooks.onPoolReady(pool, h);
-        }
+    const attachOnce = async (): Promise<void> => {
+      pool = attachLoadedPool(mapping!, h);
+      if (hooks.onPoolReady !== undefined) {
+        handedOut = true;
+        await hooks.onPoolReady(pool, h);
       }
-      if (performance.now() - sliceStart >= LOAD_SLICE_MS) {
-        hooks.onProgress?.(pos);
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        sliceStart = performance.now();
-      }
+    };
+    // POOLKV_LOAD_ENGINE=js: the one-block-at-a-time reader even with the addon (tests compare the two).
+    const native = process.env.POOLKV_LOAD_ENGINE === 'js' ? null : pageIo();
+    if (native !== null && typeof native.readImageBlocks === 'function') {
+      await readBlocksNative(native, fd, reader, verifier, mapping.views, attachOnce, hooks);
+    } else {
+      await readBlocksInSlices(reader, verifier, mapping.views, attachOnce, hooks);
     }
     const trailer = Buffer.alloc(TRAILER_BYTES);
-    readExactly(trailer, TRAILER_BYTES, 'the trailer');
+    reader.readExactly(trailer, TRAILER_BYTES, 'the trailer');
     verifier.checkTrailer(trailer);
-    if (fileSize !== pos) throw new ImageError(`${fileSize - pos} unexpected bytes after the trailer (at byte ${pos})`);
-    hooks.onProgress?.(pos);
+    if (fileSize !== reader.pos) throw new ImageError(`${fileSize - reader.pos} unexpected bytes after the trailer (at byte ${reader.pos})`);
+    hooks.onProgress?.(reader.pos);
     if (pool === null) throw new ImageError('no meta pages');
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     return { pool, mapping, header: h, seconds };
@@ -197,6 +193,98 @@ export async function loadImageFile(file: string, options: LoadOptions, hooks: L
     throw err;
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** Sequential reads of an image file that name what a short file cut off. */
+class ImageFileReader {
+  pos = 0;
+  constructor(private readonly fd: number, readonly fileSize: number) {}
+
+  readExactly(target: Buffer, len: number, what: string): void {
+    let done = 0;
+    while (done < len) {
+      const n = fs.readSync(this.fd, target, done, len - done, this.pos + done);
+      if (n === 0) throw this.truncated(this.pos + done, what);
+      done += n;
+    }
+    this.pos += len;
+  }
+
+  truncated(at: number, what: string): ImageError {
+    return new ImageError(`truncated at byte ${at} (inside ${what}; file is ${this.fileSize} bytes)`);
+  }
+}
+
+/** Every block through the addon, in batches; the verifier sees each header and CRC in order. */
+async function readBlocksNative(
+  native: NonNullable<ReturnType<typeof pageIo>>, fd: number, reader: ImageFileReader, verifier: ImageVerifier,
+  views: readonly Buffer[], attachOnce: () => Promise<void>, hooks: LoadHooks,
+): Promise<void> {
+  const h = verifier.header;
+  const stride = BLOCK_HEADER_BYTES + PAGE_BYTES;
+  // Blocks the file holds whole; a cut-off one is reported below as the JS reader would.
+  const whole = Math.min(h.blockCount, Math.max(0, Math.floor((reader.fileSize - IMAGE_HEADER_BYTES) / stride)));
+  const headers = Buffer.alloc(LOAD_BATCH_BLOCKS * BLOCK_HEADER_BYTES);
+  const crcs = new Uint32Array(LOAD_BATCH_BLOCKS);
+  const threads = loadThreads();
+  let block = 0;
+  while (block < whole) {
+    // The meta pages form the first batch, so the pool can be attached before the data pages come in.
+    const end = block < h.metaPages ? Math.min(h.metaPages, whole) : whole;
+    const count = Math.min(LOAD_BATCH_BLOCKS, end - block);
+    let done: number;
+    try {
+      done = await native.readImageBlocks({
+        fd, first: imageBlockOffset(h, block), stride, count, pageSize: PAGE_BYTES, pageCount: h.pageCount,
+        views, viewBytes: VIEW_BYTES, headers, crcs, threads,
+      });
+    } catch (err) {
+      const failed = block + ((err as { block?: number }).block ?? 0);
+      throw new ImageError(`block ${failed} (at byte ${imageBlockOffset(h, failed)}): ${(err as Error).message}`);
+    }
+    for (let i = 0; i <= done && i < count; i++) {
+      const blockHeader = headers.subarray(i * BLOCK_HEADER_BYTES, (i + 1) * BLOCK_HEADER_BYTES);
+      verifier.checkBlockHeader(blockHeader, imageBlockOffset(h, block + i));
+      if (i === done) throw new ImageError(`block ${block + i}: refused by the loader`); // checkBlockHeader names why first
+      verifier.acceptBlock(blockHeader, crcs[i]!);
+    }
+    block += done;
+    if (block === h.metaPages) await attachOnce();
+    hooks.onProgress?.(imageBlockOffset(h, block));
+  }
+  reader.pos = imageBlockOffset(h, block);
+  if (whole < h.blockCount) {
+    // The file ends inside block `whole`: its header first (as far as it goes), then the payload.
+    const at = reader.pos;
+    const blockHeader = Buffer.alloc(BLOCK_HEADER_BYTES);
+    reader.readExactly(blockHeader, BLOCK_HEADER_BYTES, `the header of block ${whole}`);
+    const { page } = verifier.checkBlockHeader(blockHeader, at);
+    throw reader.truncated(reader.fileSize, `block ${whole} (page ${page}, at byte ${at})`);
+  }
+}
+
+/** Without the addon: one block at a time on this thread, yielding every LOAD_SLICE_MS. */
+async function readBlocksInSlices(
+  reader: ImageFileReader, verifier: ImageVerifier, views: readonly Buffer[], attachOnce: () => Promise<void>,
+  hooks: LoadHooks,
+): Promise<void> {
+  const h = verifier.header;
+  const blockHeader = Buffer.alloc(BLOCK_HEADER_BYTES);
+  let sliceStart = performance.now();
+  for (let block = 0; block < h.blockCount; block++) {
+    const at = reader.pos;
+    reader.readExactly(blockHeader, BLOCK_HEADER_BYTES, `the header of block ${block}`);
+    const { page } = verifier.checkBlockHeader(blockHeader, at);
+    const target = pageView(views, page);
+    reader.readExactly(target, PAGE_BYTES, `block ${block} (page ${page}, at byte ${at})`);
+    verifier.acceptBlock(blockHeader, blockCrc(page, target));
+    if (block === h.metaPages - 1) await attachOnce();
+    if (performance.now() - sliceStart >= LOAD_SLICE_MS) {
+      hooks.onProgress?.(reader.pos);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      sliceStart = performance.now();
+    }
   }
 }
 

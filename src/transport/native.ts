@@ -52,6 +52,18 @@ export interface PageIoNative {
    */
   pwritev(fd: number, buffers: Uint8Array[], position: number, writebackOffset?: number, writebackLength?: number): Promise<number>;
   CopyGroup: new () => CopyGroup;
+  /**
+   * Read `count` image blocks (`stride` bytes apart from byte `first` of `fd`) straight into their
+   * pages of `views` on `threads` threads off the event loop (native/image_load.cc). Block i's
+   * 16-byte header lands in headers[16 i..] and the CRC32 of its fields and payload in crcs[i].
+   * Resolves with how many blocks from the first are in place: less than `count` when the next
+   * block's header must not be written (bad tag or length, page out of range), which the caller
+   * reports. Rejects (Error with errno and block) when a read fails or the file ends early.
+   */
+  readImageBlocks(options: {
+    fd: number; first: number; stride: number; count: number; pageSize: number; pageCount: number;
+    views: readonly Buffer[]; viewBytes: number; headers: Buffer; crcs: Uint32Array; threads: number;
+  }): Promise<number>;
   /** 'pclmulqdq' or 'slicing-by-8'. */
   crc32Implementation: string;
 }
