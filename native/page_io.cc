@@ -682,6 +682,25 @@ class CopyGroup : public Napi::ObjectWrap<CopyGroup> {
   std::shared_ptr<GroupState> state_;
 };
 
+// alignedBuffer(bytes) → a Buffer whose memory starts on a 4096-byte boundary
+// (O_DIRECT file I/O needs aligned memory; Node's own Buffers are not).
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "alignedBuffer: expected a byte count");
+  double bytes = info[0].As<Napi::Number>().DoubleValue();
+  if (!(bytes >= 1 && bytes <= 1024.0 * 1024 * 1024) || bytes != static_cast<double>(static_cast<size_t>(bytes))) {
+    return ThrowType(env, "alignedBuffer: byte count must be an integer from 1 to 1 GiB");
+  }
+  void* memory = nullptr;
+  if (posix_memalign(&memory, 4096, static_cast<size_t>(bytes)) != 0) {
+    Napi::Error::New(env, "alignedBuffer: out of memory").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::memset(memory, 0, static_cast<size_t>(bytes));
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(memory), static_cast<size_t>(bytes),
+                                    [](Napi::Env, uint8_t* data) { std::free(data); });
+}
+
 }  // namespace
 
 uint32_t Crc32(uint32_t seed, const uint8_t* data, size_t len) { return CopyCrc(seed, data, nullptr, len); }
@@ -695,6 +714,7 @@ void InitPageIo(Napi::Env env, Napi::Object exports) {
   exports.Set("crc32Async", Napi::Function::New(env, Crc32Async, "crc32Async", io));
   exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev", io));
   exports.Set("CopyGroup", CopyGroup::Define(env, io));
+  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer, "alignedBuffer"));
 #ifdef POOLKV_PCLMUL
   exports.Set("crc32Implementation", Napi::String::New(env, HavePclmul() ? "pclmulqdq" : "slicing-by-8"));
 #else

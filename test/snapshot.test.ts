@@ -183,6 +183,31 @@ describe('snapshot: consistent cut (in-process model)', function () {
       pool.close();
     }
   });
+
+  it('the cron does not rehash while a cut runs (no pre-images for pages a rehash would touch), and resumes after', async () => {
+    const dir = tempDir();
+    const pool = Pool.open({ size: 64 * MiB, databases: 1 });
+    try {
+      const ks = new Keyspace(pool);
+      const dict = ks.db(0).dict;
+      // Stop right after a resize, with the rehash of a big table under way.
+      let i = 0;
+      do {
+        ks.db(0).setString(Buffer.from(`key:${i}`), pattern(i, 100), 0);
+        i++;
+      } while (!dict.isRehashing() || i < 10000);
+      const cut = ConsistentCut.open(pool, new FileSink({ dir, filename: 'dump.pool', sync: false }));
+      const running = cut.run();
+      ks.rehashCron(50);
+      assert.ok(dict.isRehashing(), 'the cron left the rehash alone during the cut');
+      assert.equal(cut.preimagesTaken, 0, 'no page was written by the cron');
+      await running;
+      for (let n = 0; n < 100 && dict.isRehashing(); n++) ks.rehashCron(50);
+      assert.ok(!dict.isRehashing(), 'the cron finishes the rehash once the cut is over');
+    } finally {
+      pool.close();
+    }
+  });
 });
 
 describe('snapshot: image validation', function () {

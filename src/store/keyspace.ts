@@ -470,8 +470,15 @@ export class Keyspace {
   }
 
   // ---- background work (server cron) ------------------------------------------------
-  /** Rehash a little in every database that is rehashing; shrink sparse tables. */
+  /**
+   * Rehash a little in every database that is rehashing; shrink sparse tables.
+   * Not while a snapshot runs (as Redis skips it while a child exists): a
+   * rehash rewrites entries all over the pool, and every page it touches
+   * before the cut has shipped it costs a pre-image copy. Lookups and inserts
+   * still rehash a step each, so a rehash finishes anyway.
+   */
   rehashCron(msPerDb: number): void {
+    if (!PoolDict.canResize) return;
     for (const db of this.dbs) {
       db.dict.shrinkIfNeeded();
       if (db.dict.isRehashing()) db.dict.rehashMilliseconds(msPerDb);

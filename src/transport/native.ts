@@ -52,6 +52,8 @@ export interface PageIoNative {
    */
   pwritev(fd: number, buffers: Uint8Array[], position: number, writebackOffset?: number, writebackLength?: number): Promise<number>;
   CopyGroup: new () => CopyGroup;
+  /** A zero-filled Buffer of `bytes` whose memory starts on a 4096-byte boundary (for O_DIRECT I/O). */
+  alignedBuffer(bytes: number): Buffer;
   /**
    * Read `count` image blocks (`stride` bytes apart from byte `first` of `fd`) straight into their
    * pages of `views` on `threads` threads off the event loop (native/image_load.cc). Block i's
