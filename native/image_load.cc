@@ -9,6 +9,13 @@
 // a second copy; CRC-ing each 256 KiB piece right after its read hashes it
 // from L2 instead of memory.
 //
+// With `direct` (the JS side opened the file with O_DIRECT), groups of
+// blocks are read by the device straight into an aligned buffer per thread,
+// then each payload is copied, and CRC'd in the same pass, into its page: no
+// page cache is filled. BGSAVE writes images with O_DIRECT, so they are not in
+// the page cache when a restart reads them, and buffered reads of an uncached
+// file cost the kernel a page-cache page per 4 KiB on top of the copy.
+//
 // The checks here only decide whether a block may be written at all (tag,
 // length, page in range). Every block header and computed CRC goes back to JS,
 // which runs the image verifier over them in order, so the messages, the page
@@ -22,7 +29,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +44,8 @@ constexpr uint32_t kBlockTag = 0x4b4c4250;  // "PBLK" (src/snapshot/image.ts)
 constexpr size_t kHeaderBytes = 16;
 constexpr size_t kPiece = 256 * 1024;  // read, then hash while in L2
 constexpr unsigned kMaxThreads = 8;
+constexpr uint32_t kDirectGroup = 8;  // blocks per O_DIRECT read (~8 MiB)
+constexpr int64_t kAlign = 4096;
 
 uint32_t Le32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
@@ -69,12 +80,12 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
  public:
   ReadBlocksWorker(Napi::Env env, int fd, int64_t first, int64_t stride, uint32_t count, uint32_t pageSize,
                    uint32_t pageCount, std::vector<View> views, size_t viewBytes, uint8_t* headers, uint32_t* crcs,
-                   unsigned threads)
+                   unsigned threads, bool direct)
       : Napi::AsyncWorker(env, "poolkv.readImageBlocks"),
         deferred_(Napi::Promise::Deferred::New(env)),
         fd_(fd), first_(first), stride_(stride), count_(count), pageSize_(pageSize), pageCount_(pageCount),
         views_(std::move(views)), viewBytes_(viewBytes), headers_(headers), crcs_(crcs), threads_(threads),
-        stopAt_(count) {}
+        direct_(direct), stopAt_(count) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Hold(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v.As<Napi::Object>())); }
@@ -110,6 +121,10 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
   }
 
   void Work() {
+    if (direct_) {
+      WorkDirect();
+      return;
+    }
     for (;;) {
       uint32_t block = next_.fetch_add(1);
       // Blocks are claimed in order, so every block before a problem is claimed, and finished, by someone.
@@ -118,23 +133,91 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
     }
   }
 
-  bool ReadBlock(uint32_t block) {
-    const int64_t at = first_ + static_cast<int64_t>(block) * stride_;
+  // O_DIRECT: claim kDirectGroup blocks at a time, read their aligned span in one pread.
+  void WorkDirect() {
+    const size_t span = static_cast<size_t>(kDirectGroup) * stride_ + 2 * kAlign;
+    void* memory = nullptr;
+    if (posix_memalign(&memory, kAlign, span) != 0) {
+      IoFailure(next_.load(), first_, ENOMEM);
+      return;
+    }
+    std::unique_ptr<uint8_t, decltype(&std::free)> bounce(static_cast<uint8_t*>(memory), &std::free);
+    for (;;) {
+      uint32_t group = next_.fetch_add(kDirectGroup);
+      if (group >= count_ || group >= stopAt_.load()) return;
+      uint32_t end = std::min(count_, group + kDirectGroup);
+      const int64_t from = first_ + static_cast<int64_t>(group) * stride_;
+      const int64_t to = first_ + static_cast<int64_t>(end) * stride_;
+      const int64_t alignedFrom = from - from % kAlign;
+      const int64_t alignedTo = (to + kAlign - 1) / kAlign * kAlign;
+      // The file may end before alignedTo (it ends right after the trailer): a short read there is fine.
+      if (!PreadDirect(bounce.get(), static_cast<size_t>(alignedTo - alignedFrom), alignedFrom, to)) {
+        IoFailure(group, alignedFrom, errno);
+        return;
+      }
+      for (uint32_t block = group; block < end; block++) {
+        if (block >= stopAt_.load()) return;
+        const uint8_t* src = bounce.get() + (from - alignedFrom) + static_cast<int64_t>(block - group) * stride_;
+        if (!PlaceBlock(block, src)) return;
+      }
+    }
+  }
+
+  // Reads [at, at + len) with O_DIRECT until at least `need` (a file offset) is covered.
+  bool PreadDirect(uint8_t* dst, size_t len, int64_t at, int64_t need) {
+    size_t done = 0;
+    while (at + static_cast<int64_t>(done) < need) {
+      ssize_t n = pread(fd_, dst + done, len - done, at + static_cast<int64_t>(done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      if (n == 0) {
+        errno = 0;
+        return false;
+      }
+      done += static_cast<size_t>(n);
+      if (done % kAlign != 0 && at + static_cast<int64_t>(done) < need) {
+        errno = EIO;  // a short read that is not at the end of the file
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A block whose bytes are at `src`: check its header, copy the payload into its page with its CRC.
+  bool PlaceBlock(uint32_t block, const uint8_t* src) {
     uint8_t* header = headers_ + static_cast<size_t>(block) * kHeaderBytes;
-    if (!PreadAll(fd_, header, kHeaderBytes, at)) return IoFailure(block, at, errno);
+    std::memcpy(header, src, kHeaderBytes);
+    uint8_t* dst = Destination(block, header);
+    if (dst == nullptr) return false;
+    crcs_[block] = CopyCrc32(Crc32(0, header, 12), src + kHeaderBytes, dst, pageSize_);
+    return true;
+  }
+
+  // Where block `block`'s payload goes, or null (stopping at it) when its header must not be trusted that far.
+  uint8_t* Destination(uint32_t block, const uint8_t* header) {
     const uint32_t page = Le32(header + 4);
     if (Le32(header) != kBlockTag || Le32(header + 8) != pageSize_ || page >= pageCount_) {
       StopAt(block);  // JS names what is wrong with this header
-      return false;
+      return nullptr;
     }
     const size_t offset = static_cast<size_t>(page) * pageSize_;
     const View& view = views_[offset / viewBytes_];
     const size_t inView = offset % viewBytes_;
     if (inView + pageSize_ > view.length) {
       StopAt(block);
-      return false;
+      return nullptr;
     }
-    uint8_t* dst = view.data + inView;
+    return view.data + inView;
+  }
+
+  bool ReadBlock(uint32_t block) {
+    const int64_t at = first_ + static_cast<int64_t>(block) * stride_;
+    uint8_t* header = headers_ + static_cast<size_t>(block) * kHeaderBytes;
+    if (!PreadAll(fd_, header, kHeaderBytes, at)) return IoFailure(block, at, errno);
+    uint8_t* dst = Destination(block, header);
+    if (dst == nullptr) return false;
     uint32_t crc = Crc32(0, header, 12);  // the block's fields, then its payload
     for (size_t done = 0; done < pageSize_; done += kPiece) {
       const size_t len = std::min(kPiece, pageSize_ - done);
@@ -172,6 +255,7 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
   uint8_t* const headers_;
   uint32_t* const crcs_;
   const unsigned threads_;
+  const bool direct_;
   std::atomic<uint32_t> next_{0};
   std::atomic<uint32_t> stopAt_;
   std::mutex mu_;
@@ -196,7 +280,7 @@ bool Uint8(const Napi::Value& v, uint8_t** data, size_t* len) {
   return true;
 }
 
-// readImageBlocks({fd, first, stride, count, pageSize, pageCount, views, viewBytes, headers, crcs, threads})
+// readImageBlocks({fd, first, stride, count, pageSize, pageCount, views, viewBytes, headers, crcs, threads, direct})
 //   → Promise<number>: how many blocks from the first are in place with their header in
 //   headers[16 i..] and the CRC of (fields, payload) in crcs[i]; less than count when block
 //   [result] has a header that must not be written (JS reports why). Rejects on a read error.
@@ -247,7 +331,8 @@ Napi::Value ReadImageBlocks(const Napi::CallbackInfo& info) {
   auto* worker = new ReadBlocksWorker(env, static_cast<int>(fd), static_cast<int64_t>(first), static_cast<int64_t>(stride),
                                       static_cast<uint32_t>(count), static_cast<uint32_t>(pageSize),
                                       static_cast<uint32_t>(pageCount), std::move(views), static_cast<size_t>(viewBytes),
-                                      headers, reinterpret_cast<uint32_t*>(crcBytes), static_cast<unsigned>(threads));
+                                      headers, reinterpret_cast<uint32_t*>(crcBytes), static_cast<unsigned>(threads),
+                                      o.Get("direct").ToBoolean().Value());
   for (uint32_t i = 0; i < viewList.Length(); i++) worker->Hold(viewList.Get(i));
   worker->Hold(headersValue);
   worker->Hold(crcsValue);

@@ -705,6 +705,8 @@ Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
 
 uint32_t Crc32(uint32_t seed, const uint8_t* data, size_t len) { return CopyCrc(seed, data, nullptr, len); }
 
+uint32_t CopyCrc32(uint32_t seed, const uint8_t* src, uint8_t* dst, size_t len) { return CopyCrc(seed, src, dst, len); }
+
 void InitPageIo(Napi::Env env, Napi::Object exports) {
   Tables();
   auto* io = new IoThread(env);  // freed by its env cleanup hook

@@ -1,5 +1,6 @@
 // Loading an image file into a pool (src/snapshot/load.ts loadImageFile): the
-// native multi-threaded reader (native/image_load.cc) against the
+// native multi-threaded reader (native/image_load.cc; with O_DIRECT and with
+// buffered reads) against the
 // one-block-at-a-time JS reader, on a good image and on many damaged ones.
 // Both must accept exactly the same images, with exactly the same message for
 // each bad one, and a loaded pool must hold exactly the saved dataset.
@@ -27,7 +28,7 @@ describe('image load: native reader vs JS reader', function () {
   let dir: string;
   let good: Buffer;
   const model = new Map<string, Buffer>();
-  const savedEnv = { engine: process.env.POOLKV_LOAD_ENGINE, threads: process.env.POOLKV_LOAD_THREADS };
+  const savedEnv = { engine: process.env.POOLKV_LOAD_ENGINE, threads: process.env.POOLKV_LOAD_THREADS, direct: process.env.POOLKV_LOAD_DIRECT };
 
   before(function () {
     if (pageIo() === null) this.skip(); // the addon is built by npm install; without it only the JS reader exists
@@ -56,13 +57,17 @@ describe('image load: native reader vs JS reader', function () {
     process.env.POOLKV_LOAD_THREADS = savedEnv.threads;
     if (savedEnv.engine === undefined) delete process.env.POOLKV_LOAD_ENGINE;
     if (savedEnv.threads === undefined) delete process.env.POOLKV_LOAD_THREADS;
+    if (savedEnv.direct === undefined) delete process.env.POOLKV_LOAD_DIRECT;
+    else process.env.POOLKV_LOAD_DIRECT = savedEnv.direct;
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  async function load(bytes: Buffer, engine: 'native' | 'js', threads: number): Promise<Outcome> {
+  /** native: O_DIRECT reads into aligned buffers; native-buffered: reads straight into the pages; js: one block at a time. */
+  async function load(bytes: Buffer, engine: 'native' | 'native-buffered' | 'js', threads: number): Promise<Outcome> {
     const file = path.join(dir, `try-${engine}.pool`);
     fs.writeFileSync(file, bytes);
-    process.env.POOLKV_LOAD_ENGINE = engine;
+    process.env.POOLKV_LOAD_ENGINE = engine === 'js' ? 'js' : 'native';
+    process.env.POOLKV_LOAD_DIRECT = engine === 'native' ? '1' : '0';
     process.env.POOLKV_LOAD_THREADS = String(threads);
     try {
       const loaded = await loadImageFile(file, { poolSize: 192 * MiB, databases: 2 });
@@ -94,8 +99,10 @@ describe('image load: native reader vs JS reader', function () {
 
   async function same(bytes: Buffer, threads: number, what: string): Promise<Outcome> {
     const native = await load(bytes, 'native', threads);
+    const buffered = await load(bytes, 'native-buffered', threads);
     const js = await load(bytes, 'js', 1);
-    assert.deepEqual(native, js, `${what} (native reader on ${threads} threads vs JS reader)`);
+    assert.deepEqual(native, js, `${what} (native O_DIRECT reader on ${threads} threads vs JS reader)`);
+    assert.deepEqual(buffered, js, `${what} (native buffered reader on ${threads} threads vs JS reader)`);
     return native;
   }
 

@@ -157,7 +157,7 @@ export async function loadImageFile(file: string, options: LoadOptions, hooks: L
   const fd = fs.openSync(file, 'r');
   try {
     const fileSize = fs.fstatSync(fd).size;
-    const reader = new ImageFileReader(fd, fileSize);
+    const reader = new ImageFileReader(fd, fileSize, file);
     const headerBytes = Buffer.alloc(IMAGE_HEADER_BYTES);
     reader.readExactly(headerBytes, IMAGE_HEADER_BYTES, 'the header');
     const verifier = new ImageVerifier(headerBytes);
@@ -196,10 +196,23 @@ export async function loadImageFile(file: string, options: LoadOptions, hooks: L
   }
 }
 
+/**
+ * A second descriptor on the image with O_DIRECT (the addon then reads around
+ * the page cache), or null: POOLKV_LOAD_DIRECT=0, or a filesystem without it.
+ */
+function openDirect(file: string): number | null {
+  if (process.env.POOLKV_LOAD_DIRECT === '0' || fs.constants.O_DIRECT === undefined) return null;
+  try {
+    return fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+  } catch {
+    return null;
+  }
+}
+
 /** Sequential reads of an image file that name what a short file cut off. */
 class ImageFileReader {
   pos = 0;
-  constructor(private readonly fd: number, readonly fileSize: number) {}
+  constructor(private readonly fd: number, readonly fileSize: number, readonly path: string) {}
 
   readExactly(target: Buffer, len: number, what: string): void {
     let done = 0;
@@ -228,32 +241,40 @@ async function readBlocksNative(
   const headers = Buffer.alloc(LOAD_BATCH_BLOCKS * BLOCK_HEADER_BYTES);
   const crcs = new Uint32Array(LOAD_BATCH_BLOCKS);
   const threads = loadThreads();
-  let block = 0;
-  while (block < whole) {
-    // The meta pages form the first batch, so the pool can be attached before the data pages come in.
-    const end = block < h.metaPages ? Math.min(h.metaPages, whole) : whole;
-    const count = Math.min(LOAD_BATCH_BLOCKS, end - block);
-    let done: number;
-    try {
-      done = await native.readImageBlocks({
-        fd, first: imageBlockOffset(h, block), stride, count, pageSize: PAGE_BYTES, pageCount: h.pageCount,
-        views, viewBytes: VIEW_BYTES, headers, crcs, threads,
-      });
-    } catch (err) {
-      const failed = block + ((err as { block?: number }).block ?? 0);
-      throw new ImageError(`block ${failed} (at byte ${imageBlockOffset(h, failed)}): ${(err as Error).message}`);
-    }
-    for (let i = 0; i <= done && i < count; i++) {
-      const blockHeader = headers.subarray(i * BLOCK_HEADER_BYTES, (i + 1) * BLOCK_HEADER_BYTES);
-      verifier.checkBlockHeader(blockHeader, imageBlockOffset(h, block + i));
-      if (i === done) throw new ImageError(`block ${block + i}: refused by the loader`); // checkBlockHeader names why first
-      verifier.acceptBlock(blockHeader, crcs[i]!);
-    }
-    block += done;
-    if (block === h.metaPages) await attachOnce();
-    hooks.onProgress?.(imageBlockOffset(h, block));
+  const directFd = openDirect(reader.path);
+  try {
+    await readBatches();
+  } finally {
+    if (directFd !== null) fs.closeSync(directFd);
   }
-  reader.pos = imageBlockOffset(h, block);
+  async function readBatches(): Promise<void> {
+    let block = 0;
+    while (block < whole) {
+      // The meta pages form the first batch, so the pool can be attached before the data pages come in.
+      const end = block < h.metaPages ? Math.min(h.metaPages, whole) : whole;
+      const count = Math.min(LOAD_BATCH_BLOCKS, end - block);
+      let done: number;
+      try {
+        done = await native.readImageBlocks({
+          fd: directFd ?? fd, direct: directFd !== null, first: imageBlockOffset(h, block), stride, count, pageSize: PAGE_BYTES,
+          pageCount: h.pageCount, views, viewBytes: VIEW_BYTES, headers, crcs, threads,
+        });
+      } catch (err) {
+        const failed = block + ((err as { block?: number }).block ?? 0);
+        throw new ImageError(`block ${failed} (at byte ${imageBlockOffset(h, failed)}): ${(err as Error).message}`);
+      }
+      for (let i = 0; i <= done && i < count; i++) {
+        const blockHeader = headers.subarray(i * BLOCK_HEADER_BYTES, (i + 1) * BLOCK_HEADER_BYTES);
+        verifier.checkBlockHeader(blockHeader, imageBlockOffset(h, block + i));
+        if (i === done) throw new ImageError(`block ${block + i}: refused by the loader`); // checkBlockHeader names why first
+        verifier.acceptBlock(blockHeader, crcs[i]!);
+      }
+      block += done;
+      if (block === h.metaPages) await attachOnce();
+      hooks.onProgress?.(imageBlockOffset(h, block));
+    }
+    reader.pos = imageBlockOffset(h, block);
+  }
   if (whole < h.blockCount) {
     // The file ends inside block `whole`: its header first (as far as it goes), then the payload.
     const at = reader.pos;

@@ -61,9 +61,10 @@ export interface PageIoNative {
    * Resolves with how many blocks from the first are in place: less than `count` when the next
    * block's header must not be written (bad tag or length, page out of range), which the caller
    * reports. Rejects (Error with errno and block) when a read fails or the file ends early.
+   * `direct`: fd was opened with O_DIRECT; groups of blocks are read into aligned buffers, then copied.
    */
   readImageBlocks(options: {
-    fd: number; first: number; stride: number; count: number; pageSize: number; pageCount: number;
+    fd: number; direct?: boolean; first: number; stride: number; count: number; pageSize: number; pageCount: number;
     views: readonly Buffer[]; viewBytes: number; headers: Buffer; crcs: Uint32Array; threads: number;
   }): Promise<number>;
   /** 'pclmulqdq' or 'slicing-by-8'. */
