@@ -20,6 +20,7 @@ import type { LoadingState } from '../server/loading';
 import type { ServerContext } from '../server/server-context';
 import { FileSink } from '../transport/file';
 import { parseHostPort } from '../transport/link';
+import { pageIo } from '../transport/native';
 import { PeerSink, type PeerOptions, SyncPeerSink } from '../transport/peer-sink';
 import type { SnapshotSink } from '../transport/sink';
 import { ConsistentCut, CutAbortedError, type CutProgress } from './cut';
@@ -222,6 +223,7 @@ export class SnapshotService {
     this.scheduled = false;
     const dirtyAtStart = this.dirty;
     this.server.log.notice(`Background saving started (pool image to ${targetOf(sink)}, ${cut.bytesTotal} bytes)`);
+    const rescuedAtStart = pageIo()?.pageIoStats().rescued ?? 0;
     const running: RunningSave = { cut, sink, dirtyAtStart, done: Promise.resolve() };
     running.done = cut.run().then(() => {
       const seconds = Math.round((Date.now() - cut.startedAt) / 1000);
@@ -232,9 +234,13 @@ export class SnapshotService {
       this.lastPreimagePeak = cut.preimagePeak;
       this.lastImageBytes = cut.bytesTotal;
       this.recordShipment(sink, true, cut.startedAt);
+      // How the page copies ran: jobs taken by the nice +5 rescuer mean the idle-class worker found no free CPU.
+      const pageStats = pageIo()?.pageIoStats();
+      const copies = pageStats === undefined ? '' : pageStats.mode === 'idle'
+        ? `, ${pageStats.rescued - rescuedAtStart} page jobs rescued from the idle worker` : `, page I/O at ${pageStats.mode}`;
       this.server.log.notice(`Background saving terminated with success (${cut.dataPages} data pages, ` +
-        `${cut.preimagesTaken} pre-images, ${(Date.now() - cut.startedAt)} ms` +
-        (sink instanceof FileSink ? ')' : `; ${targetOf(sink)}${this.generationNote(sink)}, ${this.shipmentNote()})`));
+        `${cut.preimagesTaken} pre-images, ${(Date.now() - cut.startedAt)} ms${copies}` +
+        (sink instanceof FileSink ? `, ${sink.writeMode} writes)` : `; ${targetOf(sink)}${this.generationNote(sink)}, ${this.shipmentNote()})`));
     }, (err: unknown) => {
       // A BGSAVE killed on purpose (FLUSHALL) is not a failure, as Redis's SIGUSR1 kill is not.
       if (!running.killedOnPurpose) this.lastBgsaveOk = false;

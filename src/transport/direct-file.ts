@@ -1,5 +1,5 @@
 // BGSAVE's file writes with O_DIRECT: the image is assembled, in file order,
-// in 8 MiB chunks of aligned memory and each chunk goes to the disk in one
+// in 4 MiB chunks of aligned memory and each chunk goes to the disk in one
 // write that bypasses the page cache.
 //
 // Why: a buffered write makes the kernel allocate and fill a page-cache page
@@ -18,10 +18,11 @@
 import * as fs from 'fs';
 import { type PageIoNative } from './native';
 
-const CHUNK_BYTES = 8 * 1024 * 1024;
+/** 4 MiB writes keep the device busy (dd: the same rate as 8 MiB) at half the memory per chunk. */
+const CHUNK_BYTES = 4 * 1024 * 1024;
 const ALIGN = 4096;
 /** Room past CHUNK_BYTES: a block that starts just before the mark (16 + 1 MiB), the carry, the trailer. */
-const CHUNK_SLACK = 2 * 1024 * 1024;
+const CHUNK_SLACK = 1024 * 1024 + 2 * ALIGN;
 /** Chunk writes in flight before write() makes the cut wait. */
 const MAX_FLUSHING = 2;
 const BLOCK_HEADER_BYTES = 16;

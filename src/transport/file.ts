@@ -14,7 +14,7 @@
 //
 // Unless POOLKV_SNAPSHOT_DIRECT=0, or the filesystem refuses O_DIRECT (tmpfs),
 // BGSAVE with the addon writes with O_DIRECT instead (direct-file.ts): the cut
-// copies each page into its place in an aligned 8 MiB chunk and the chunk
+// copies each page into its place in an aligned 4 MiB chunk and the chunk
 // goes to the disk without the page cache.
 import * as fs from 'fs';
 import * as path from 'path';

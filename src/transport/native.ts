@@ -52,6 +52,8 @@ export interface PageIoNative {
    */
   pwritev(fd: number, buffers: Uint8Array[], position: number, writebackOffset?: number, writebackLength?: number): Promise<number>;
   CopyGroup: new () => CopyGroup;
+  /** How page jobs are scheduled ('idle': SCHED_IDLE worker plus a nice +5 rescuer; 'nice+N') and how many the rescuer took. */
+  pageIoStats(): { mode: string; rescued: number };
   /** A zero-filled Buffer of `bytes` whose memory starts on a 4096-byte boundary (for O_DIRECT I/O). */
   alignedBuffer(bytes: number): Buffer;
   /**
