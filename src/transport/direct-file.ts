@@ -170,7 +170,12 @@ export class DirectImageWriter {
       }
       const write = this.writeFully(chunk.buf, length, chunk.fileOffset).then(
         () => { this.free.push(chunk.buf); },
-        (err: unknown) => { this.failure ??= err instanceof Error ? err : new Error(String(err)); },
+        (err: unknown) => {
+          const e = err instanceof Error ? err : new Error(String(err));
+          // A device needing more than 4 KiB alignment: say how to write without O_DIRECT.
+          if ((err as NodeJS.ErrnoException).code === 'EINVAL') e.message += ' (O_DIRECT write refused; POOLKV_SNAPSHOT_DIRECT=0 writes through the page cache)';
+          this.failure ??= e;
+        },
       ).finally(() => { this.flushing.delete(write); });
       this.flushing.add(write);
     }
