@@ -52,10 +52,13 @@ uint32_t Le32(const uint8_t* p) {
          static_cast<uint32_t>(p[3]) << 24;
 }
 
-// Reads `len` bytes at `offset` completely; false with errno (0 = end of file).
-bool PreadAll(int fd, uint8_t* dst, size_t len, int64_t offset) {
-  while (len > 0) {
-    ssize_t n = pread(fd, dst, len, offset);
+// Reads from `offset` into dst (room for `room` bytes) until at least `need` bytes are in;
+// false with errno (0 = end of file). With O_DIRECT (align > 1) a read that ends off an
+// alignment boundary before `need` is an error: only the end of the file may do that.
+bool ReadAtLeast(int fd, uint8_t* dst, size_t room, int64_t offset, size_t need, size_t align = 1) {
+  size_t done = 0;
+  while (done < need) {
+    ssize_t n = pread(fd, dst + done, room - done, offset + static_cast<int64_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -64,9 +67,11 @@ bool PreadAll(int fd, uint8_t* dst, size_t len, int64_t offset) {
       errno = 0;
       return false;
     }
-    dst += n;
-    len -= static_cast<size_t>(n);
-    offset += n;
+    done += static_cast<size_t>(n);
+    if (align > 1 && done % align != 0 && done < need) {
+      errno = EIO;
+      return false;
+    }
   }
   return true;
 }
@@ -151,7 +156,8 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
       const int64_t alignedFrom = from - from % kAlign;
       const int64_t alignedTo = (to + kAlign - 1) / kAlign * kAlign;
       // The file may end before alignedTo (it ends right after the trailer): a short read there is fine.
-      if (!PreadDirect(bounce.get(), static_cast<size_t>(alignedTo - alignedFrom), alignedFrom, to)) {
+      if (!ReadAtLeast(fd_, bounce.get(), static_cast<size_t>(alignedTo - alignedFrom), alignedFrom,
+                       static_cast<size_t>(to - alignedFrom), kAlign)) {
         IoFailure(group, alignedFrom, errno);
         return;
       }
@@ -161,28 +167,6 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
         if (!PlaceBlock(block, src)) return;
       }
     }
-  }
-
-  // Reads [at, at + len) with O_DIRECT until at least `need` (a file offset) is covered.
-  bool PreadDirect(uint8_t* dst, size_t len, int64_t at, int64_t need) {
-    size_t done = 0;
-    while (at + static_cast<int64_t>(done) < need) {
-      ssize_t n = pread(fd_, dst + done, len - done, at + static_cast<int64_t>(done));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      if (n == 0) {
-        errno = 0;
-        return false;
-      }
-      done += static_cast<size_t>(n);
-      if (done % kAlign != 0 && at + static_cast<int64_t>(done) < need) {
-        errno = EIO;  // a short read that is not at the end of the file
-        return false;
-      }
-    }
-    return true;
   }
 
   // A block whose bytes are at `src`: check its header, copy the payload into its page with its CRC.
@@ -215,13 +199,13 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
   bool ReadBlock(uint32_t block) {
     const int64_t at = first_ + static_cast<int64_t>(block) * stride_;
     uint8_t* header = headers_ + static_cast<size_t>(block) * kHeaderBytes;
-    if (!PreadAll(fd_, header, kHeaderBytes, at)) return IoFailure(block, at, errno);
+    if (!ReadAtLeast(fd_, header, kHeaderBytes, at, kHeaderBytes)) return IoFailure(block, at, errno);
     uint8_t* dst = Destination(block, header);
     if (dst == nullptr) return false;
     uint32_t crc = Crc32(0, header, 12);  // the block's fields, then its payload
     for (size_t done = 0; done < pageSize_; done += kPiece) {
       const size_t len = std::min(kPiece, pageSize_ - done);
-      if (!PreadAll(fd_, dst + done, len, at + static_cast<int64_t>(kHeaderBytes + done))) {
+      if (!ReadAtLeast(fd_, dst + done, len, at + static_cast<int64_t>(kHeaderBytes + done), len)) {
         return IoFailure(block, at + static_cast<int64_t>(kHeaderBytes + done), errno);
       }
       crc = Crc32(crc, dst + done, len);
