@@ -11,10 +11,11 @@ import { ConsistentCut } from '../src/snapshot/cut';
 import { ImageError, readImageFile } from '../src/snapshot/image';
 import { loadImage } from '../src/snapshot/load';
 import { PoolDict } from '../src/store/dict';
-import { KEEP_TTL, Keyspace, Lookup } from '../src/store/keyspace';
+import { Keyspace } from '../src/store/keyspace';
 import { FileSink } from '../src/transport/file';
 import { encodeCommand, rawCommand, startPoolkv, startRedis, type RedisProcess } from './helpers/processes';
 import { pattern, rng } from './helpers/random';
+import { assertKeyspaceEquals, cloneModel, type Model, randomWriter } from './helpers/snapshot-model';
 
 const MiB = 1024 * 1024;
 
@@ -38,90 +39,16 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
 
 const immediate = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-interface ModelEntry { value: Buffer; expireAt: number }
-type Model = Array<Map<string, ModelEntry>>;
-
-function cloneModel(model: Model): Model {
-  return model.map((m) => new Map([...m].map(([k, v]) => [k, { value: Buffer.from(v.value), expireAt: v.expireAt }])));
-}
-
-/** Every key of the keyspace equals the model, and nothing else is there. */
-function assertKeyspaceEquals(ks: Keyspace, model: Model, what: string): void {
-  for (let i = 0; i < model.length; i++) {
-    const db = ks.db(i);
-    const m = model[i]!;
-    assert.equal(db.size(), m.size, `${what}: db ${i} size`);
-    let seen = 0;
-    db.forEachLive((e) => {
-      const key = db.keyOf(e).toString('latin1');
-      const expected = m.get(key);
-      assert.ok(expected, `${what}: unexpected key ${key} in db ${i}`);
-      assert.ok(db.readString(e).equals(expected.value), `${what}: value of ${key}`);
-      assert.equal(db.expireAt(e), expected.expireAt, `${what}: ttl of ${key}`);
-      seen++;
-    });
-    assert.equal(seen, m.size, `${what}: db ${i} live keys`);
-  }
-}
-
 describe('snapshot: consistent cut (in-process model)', function () {
   this.timeout(120000);
 
   for (const seed of [1, 2, 3]) {
     it(`random writes interleaved with the worker's slices; the image is the dataset at the cut (seed ${seed})`, async () => {
       const dir = tempDir();
-      const pool = Pool.open({ size: 64 * MiB, databases: 2 });
-      const r = rng(seed);
+      const pool = Pool.open({ size: 160 * MiB, databases: 2 });
       const ks = new Keyspace(pool);
       const model: Model = [new Map(), new Map()];
-      const far = Date.now() + 3600_000;
-      let op = 0;
-      const randomWrite = (): void => {
-        op++;
-        const dbi = r() < 0.8 ? 0 : 1;
-        const db = ks.db(dbi);
-        const m = model[dbi]!;
-        const key = `key:${Math.floor(r() * 3000)}`;
-        const k = Buffer.from(key);
-        const x = r();
-        if (x < 0.45) {
-          const size = r() < 0.99 ? Math.floor(r() * 3000) : Math.floor(r() * 1.5 * MiB);
-          const v = pattern(op, size);
-          const ttl = r() < 0.2 ? far + Math.floor(r() * 1000) : 0;
-          db.setString(k, v, ttl);
-          m.set(key, { value: v, expireAt: ttl });
-        } else if (x < 0.6) {
-          const e = db.lookup(k, Lookup.Write);
-          const entry = m.get(key);
-          if (e !== 0 && entry) {
-            const add = pattern(op, Math.floor(r() * 500));
-            const oldLen = db.stringLength(e);
-            const e2 = db.resizeString(e, oldLen + add.length);
-            db.writeString(e2, oldLen, add);
-            entry.value = Buffer.concat([entry.value, add]);
-          }
-        } else if (x < 0.8) {
-          assert.equal(db.deleteKey(k), m.delete(key));
-        } else if (x < 0.9) {
-          const e = db.lookup(k, Lookup.Write);
-          const entry = m.get(key);
-          if (e !== 0 && entry) {
-            const at = r() < 0.5 ? 0 : far + 7;
-            db.setExpireAt(e, at);
-            entry.expireAt = at;
-          }
-        } else if (x < 0.98) {
-          const v = pattern(op, Math.floor(r() * 200));
-          db.setString(k, v, KEEP_TTL);
-          const old = m.get(key);
-          m.set(key, { value: v, expireAt: old ? old.expireAt : 0 });
-        } else if (x < 0.985 && op > 5000) {
-          ks.flushAll();
-          for (const mm of model) mm.clear();
-        } else {
-          ks.rehashCron(1);
-        }
-      };
+      const randomWrite = randomWriter(ks, model, seed);
       try {
         for (let i = 0; i < 6000; i++) randomWrite();
         const sink = new FileSink({ dir, filename: 'dump.pool', sync: false });
@@ -148,7 +75,7 @@ describe('snapshot: consistent cut (in-process model)', function () {
         assert.equal(fs.statSync(path.join(dir, 'dump.pool')).size, cut.bytesTotal);
         assert.ok(cut.longestSliceMs < 20, `longest worker slice ${cut.longestSliceMs.toFixed(3)} ms`);
 
-        const loaded = loadImage(path.join(dir, 'dump.pool'), { poolSize: 64 * MiB, databases: 2 });
+        const loaded = loadImage(path.join(dir, 'dump.pool'), { poolSize: 160 * MiB, databases: 2 });
         try {
           assertKeyspaceEquals(new Keyspace(loaded.pool), atCut, 'loaded image');
         } finally {
