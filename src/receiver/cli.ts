@@ -2,7 +2,7 @@
 // poolkv-receiver: stores the pool images poolkv servers ship to it (SAVE,
 // BGSAVE) and serves them back (load-from-peer), over TCP or RDMA.
 //
-//   poolkv-receiver --listen ADDR:PORT --dir DIR --auth-token TOKEN
+//   poolkv-receiver --listen ADDR:PORT --dir DIR (--auth-token TOKEN | --auth-token-file FILE)
 //                   [--transport rdma|tcp|rdma,tcp] [--keep N] [--loglevel LEVEL]
 import * as fs from 'fs';
 import * as path from 'path';
@@ -14,11 +14,13 @@ import { MAX_TOKEN_BYTES } from '../transport/protocol';
 import { DirectoryLockedError, ReceiverService } from './service';
 
 const USAGE =
-  'Usage: poolkv-receiver --listen ADDR:PORT --dir DIR --auth-token TOKEN [options]\n' +
+  'Usage: poolkv-receiver --listen ADDR:PORT --dir DIR (--auth-token TOKEN | --auth-token-file FILE) [options]\n' +
   '\n' +
   '  --listen ADDR:PORT     address to listen on (e.g. 0.0.0.0:7070, [::1]:7070)\n' +
   '  --dir DIR              directory holding the images (DIR/<snapshot-name>/gen-N.pool); must exist\n' +
   '  --auth-token TOKEN     servers must present this token (their snapshot-auth-token)\n' +
+  '  --auth-token-file FILE the token from a file instead (one trailing newline ignored), so it does\n' +
+  '                         not show in ps or /proc/<pid>/cmdline\n' +
   '  --transport rdma|tcp   transport(s) to listen on, e.g. rdma,tcp for both (default tcp)\n' +
   '  --keep N               image generations kept per snapshot name (default 2)\n' +
   `  --loglevel LEVEL       ${LOG_LEVELS.join(', ')} (default notice)\n` +
@@ -42,7 +44,7 @@ export class UsageError extends Error {}
 /** Parse the command line; throws UsageError with the message to print. */
 export function parseReceiverArgs(argv: readonly string[]): ReceiverArgs | 'help' {
   const values = new Map<string, string>();
-  const known = new Set(['--listen', '--dir', '--auth-token', '--transport', '--keep', '--loglevel']);
+  const known = new Set(['--listen', '--dir', '--auth-token', '--auth-token-file', '--transport', '--keep', '--loglevel']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '-h' || arg === '--help') return 'help';
@@ -58,8 +60,14 @@ export function parseReceiverArgs(argv: readonly string[]): ReceiverArgs | 'help
     if (values.has(name)) throw new UsageError(`${name} given twice`);
     values.set(name, value);
   }
-  for (const required of ['--listen', '--dir', '--auth-token']) {
+  for (const required of ['--listen', '--dir']) {
     if (!values.has(required)) throw new UsageError(`${required} is required`);
+  }
+  if (values.has('--auth-token') && values.has('--auth-token-file')) {
+    throw new UsageError('give --auth-token or --auth-token-file, not both');
+  }
+  if (!values.has('--auth-token') && !values.has('--auth-token-file')) {
+    throw new UsageError('--auth-token is required (or --auth-token-file)');
   }
   let address: { host: string; port: number };
   try {
@@ -80,9 +88,11 @@ export function parseReceiverArgs(argv: readonly string[]): ReceiverArgs | 'help
   } catch {
     throw new UsageError(`--dir ${dir}: not writable`);
   }
-  const token = values.get('--auth-token')!;
-  if (token === '') throw new UsageError('--auth-token must not be empty');
-  if (Buffer.byteLength(token, 'utf8') > MAX_TOKEN_BYTES) throw new UsageError(`--auth-token is longer than ${MAX_TOKEN_BYTES} bytes`);
+  const tokenFile = values.get('--auth-token-file');
+  const tokenOption = tokenFile === undefined ? '--auth-token' : `the token in --auth-token-file ${tokenFile}`;
+  const token = tokenFile === undefined ? values.get('--auth-token')! : readTokenFile(tokenFile);
+  if (token === '') throw new UsageError(`${tokenOption} must not be empty`);
+  if (Buffer.byteLength(token, 'utf8') > MAX_TOKEN_BYTES) throw new UsageError(`${tokenOption} is longer than ${MAX_TOKEN_BYTES} bytes`);
   const transportText = values.get('--transport') ?? 'tcp';
   const transports = transportText.split(',');
   if (!transports.every(isLinkKind) || new Set(transports).size !== transports.length) {
@@ -94,6 +104,17 @@ export function parseReceiverArgs(argv: readonly string[]): ReceiverArgs | 'help
   const loglevel = values.get('--loglevel') ?? 'notice';
   if (!isLogLevel(loglevel)) throw new UsageError(`--loglevel must be one of ${LOG_LEVELS.join(', ')}`);
   return { host: address.host, port: address.port, dir: fs.realpathSync(dir), token, transports: transports as LinkKind[], keep, loglevel };
+}
+
+/** The token in `file`, without one trailing newline (as `echo s3cret > file` writes it). */
+function readTokenFile(file: string): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--auth-token-file ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  return text.replace(/\r?\n$/, '');
 }
 
 async function main(argv: string[]): Promise<void> {

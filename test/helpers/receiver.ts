@@ -44,6 +44,8 @@ export interface ReceiverProcess {
 
 export interface ReceiverStartOptions {
   token: string;
+  /** Pass the token through --auth-token-file (this file, which must hold `token`) instead of --auth-token. */
+  tokenFile?: string;
   /** tcp, rdma or rdma,tcp. */
   transport?: string;
   host?: string;
@@ -92,7 +94,8 @@ export async function startReceiver(options: ReceiverStartOptions): Promise<Rece
   const port = options.port ?? await freePort();
   const dir = options.dir ?? scratchDir('poolkv-receiver-');
   const args = [
-    RECEIVER_MAIN, '--listen', formatAddress(host, port), '--dir', dir, '--auth-token', options.token,
+    RECEIVER_MAIN, '--listen', formatAddress(host, port), '--dir', dir,
+    ...(options.tokenFile !== undefined ? ['--auth-token-file', options.tokenFile] : ['--auth-token', options.token]),
     '--transport', options.transport ?? 'tcp', '--keep', String(options.keep ?? 2), '--loglevel', 'verbose',
     ...(options.extraArgs ?? []),
   ];
