@@ -15,7 +15,7 @@ import { Keyspace } from '../src/store/keyspace';
 import type { Link } from '../src/transport/link';
 import { LINK_MAX_MESSAGE } from '../src/transport/link';
 import { connectLink } from '../src/transport/links';
-import { type Message, MessageChannel, PROTOCOL_VERSION, RING_REGION } from '../src/transport/protocol';
+import { type Message, MessageChannel, PROTOCOL_VERSION, RING_REGION, RING_SLOTS } from '../src/transport/protocol';
 import type { SnapshotBlock, SnapshotSink } from '../src/transport/sink';
 import { connectTcp, listenTcp, TCP_MAX_WRITE_FRAME } from '../src/transport/tcp-link';
 import { pattern } from './helpers/random';
@@ -156,7 +156,7 @@ function smallImage(): { header: ImageHeader; encodedHeader: Buffer; blocks: Sna
   const pool = Pool.open({ size: 16 * MiB, databases: 1 });
   try {
     const ks = new Keyspace(pool);
-    for (let i = 0; i < 20; i++) ks.db(0).setString(Buffer.from(`k${i}`), pattern(i, 50000), 0);
+    for (let i = 0; i < 60; i++) ks.db(0).setString(Buffer.from(`k${i}`), pattern(i, 50000), 0);
     const blocks: SnapshotBlock[] = [];
     let header: ImageHeader | null = null;
     let encodedHeader = Buffer.alloc(0);
@@ -295,7 +295,7 @@ describe('poolkv-receiver against misbehaving peers (tcp)', function () {
     {
       const { link, channel } = await startSave('liar');
       await channel.send({ type: 'block', slot: 99, index: 0 });
-      await expectFailed(channel, /slot 99, but the ring has 4 slots/);
+      await expectFailed(channel, new RegExp(`slot 99, but the ring has ${RING_SLOTS} slots`));
       link.close('done');
     }
     // COMMIT before all blocks.
@@ -325,6 +325,27 @@ describe('poolkv-receiver against misbehaving peers (tcp)', function () {
       assert.equal(reply.type, 'failed');
       assert.match((reply as { reason: string }).reason, /image checksum mismatch/);
       link.close('done');
+    }
+    // A bad block in the middle of a full ring: the blocks around it are being checked and written
+    // at the same time, and the transfer still fails on exactly that block.
+    {
+      const { link, channel, welcome } = await startSave('liar');
+      assert.ok(image.blocks.length >= 3 && welcome.slots >= 3);
+      const bad = 2;
+      for (let i = 0; i < Math.min(welcome.slots, image.blocks.length); i++) {
+        const b = image.blocks[i]!;
+        const payload = Buffer.from(b.payload);
+        if (i === bad) payload[payload.length - 1] ^= 0x40;
+        void slot(link, welcome, i, { ...b, payload });
+        void channel.send({ type: 'block', slot: i, index: i });
+      }
+      let reply = await channel.next('FAILED', 5000);
+      while (reply.type === 'credit') reply = await channel.next('FAILED', 5000);
+      assert.equal(reply.type, 'failed');
+      assert.match((reply as { reason: string }).reason, new RegExp(`^block ${bad} \\(page \\d+\\): checksum mismatch`));
+      link.close('done');
+      // Logged once the temp file is gone.
+      await r.waitForLog(new RegExp(`Transfer of image 'liar' from .* failed: block ${bad} \\(page \\d+\\): checksum mismatch`));
     }
     await r.waitForLog(/Transfer of image 'liar' .* failed: the image does not verify: image checksum mismatch \(stored 0x[0-9a-f]+, computed 0x[0-9a-f]+\); 'liar' still has no usable image/);
     assert.deepEqual(fs.readdirSync(path.join(r.dir, 'liar')), [], 'no temp file and no image');
@@ -423,6 +444,38 @@ describe('TCP link', function () {
       await assert.rejects(server.write(1, 1, [data]), /does not fit the peer's region 1/);
       await assert.rejects(server.write(2, 0, [Buffer.alloc(1)]), /has not exposed region 2/);
       await assert.rejects(server.send(Buffer.alloc(LINK_MAX_MESSAGE + 1)), /exceeds the 4096-byte limit/);
+    } finally {
+      await close();
+    }
+  });
+
+  it('messages sent right after writes that were not waited for still arrive after those bytes', async () => {
+    const { server, client, close } = await pair();
+    try {
+      // Much more than the socket takes at once, so later writes queue behind earlier ones.
+      const region = [Buffer.alloc(48 * MiB)];
+      const seen = new Promise<void>((resolve) => server.onMessage(() => resolve()));
+      await client.expose(1, region);
+      await client.send(Buffer.from('go'));
+      await seen;
+      const chunk = 4 * MiB;
+      const data = pattern(11, region[0]!.length);
+      const checks: boolean[] = [];
+      let messages = 0;
+      const all = new Promise<void>((resolve) => client.onMessage((m) => {
+        // Chunk i is in place when message i arrives.
+        const i = Number(m.toString());
+        checks.push(region[0]!.subarray(i * chunk, (i + 1) * chunk).equals(data.subarray(i * chunk, (i + 1) * chunk)));
+        if (++messages === region[0]!.length / chunk) resolve();
+      }));
+      const writes: Array<Promise<void>> = [];
+      for (let i = 0; i < region[0]!.length / chunk; i++) {
+        writes.push(server.write(1, i * chunk, [data.subarray(i * chunk, (i + 1) * chunk)]));
+        void server.send(Buffer.from(String(i)));
+      }
+      await Promise.all(writes);
+      await all;
+      assert.deepEqual(checks, checks.map(() => true));
     } finally {
       await close();
     }

@@ -13,7 +13,7 @@ import { listenLink } from '../transport/links';
 import { ReceiverSession, type SessionContext } from './session';
 import { ImageStore } from './store';
 
-/** Connections served at once; more are closed at once (each save holds a landing ring of ~4 MiB). */
+/** Connections served at once; more are closed at once (each save holds a landing ring of ~8 MiB). */
 const MAX_CONNECTIONS = 64;
 
 export interface ReceiverOptions {

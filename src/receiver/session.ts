@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import { PAGE_BYTES } from '../pool/memory';
 import type { Logger } from '../server/log';
 import {
-  blockCrc, BLOCK_HEADER_BYTES, IMAGE_FORMAT_VERSION, imageBlockOffset, imageSize, ImageVerifier, TRAILER_BYTES,
+  blockCrc, blockFieldsCrc, BLOCK_HEADER_BYTES, IMAGE_FORMAT_VERSION, imageBlockOffset, imageSize, ImageVerifier, TRAILER_BYTES,
 } from '../snapshot/image';
 import type { Link } from '../transport/link';
 import { pageIo } from '../transport/native';
@@ -26,7 +26,7 @@ const IDLE_TIMEOUT_MS = 60000;
 /** Most blocks a loading server may ask to have in flight. */
 const MAX_LOAD_WINDOW = 64;
 /** Blocks read ahead from the image file while serving a LOAD. */
-const LOAD_READ_AHEAD = 3;
+const LOAD_READ_AHEAD = 6;
 
 export interface SessionContext {
   readonly store: ImageStore;
@@ -46,18 +46,38 @@ function rate(bytes: number, ms: number): string {
 }
 
 async function writeFully(fh: fs.promises.FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<void> {
-  // The addon's pwritev runs on the threadpool, retries short writes itself and starts the
+  await writeParts(fh, [buf.subarray(offset, offset + length)], position);
+}
+
+/** Write `parts` back to back at `position`. */
+async function writeParts(fh: fs.promises.FileHandle, parts: Buffer[], position: number): Promise<void> {
+  // The addon's pwritev runs off the event loop, retries short writes itself and starts the
   // range's writeback at once, so the fsync at COMMIT finds little left to do.
   const native = pageIo();
+  const length = parts.reduce((n, p) => n + p.length, 0);
   if (native !== null) {
-    await native.pwritev(fh.fd, [buf.subarray(offset, offset + length)], position, position, length);
+    await native.pwritev(fh.fd, parts, position, position, length);
     return;
   }
-  let done = 0;
-  while (done < length) {
-    const { bytesWritten } = await fh.write(buf, offset + done, length - done, position + done);
-    done += bytesWritten;
+  for (const part of parts) {
+    let done = 0;
+    while (done < part.length) {
+      const { bytesWritten } = await fh.write(part, done, part.length - done, position + done);
+      done += bytesWritten;
+    }
+    position += part.length;
   }
+}
+
+/**
+ * The CRC of a block's payload as ImageVerifier.acceptBlock wants it, computed
+ * off the event loop when the addon is there (the threadpool; several blocks
+ * at once), so checking one block never holds up the messages of the others.
+ */
+export function blockCrcAsync(page: number, payload: Buffer): Promise<number> {
+  const native = pageIo();
+  if (native === null) return Promise.resolve(blockCrc(page, payload));
+  return native.crc32Async(payload, blockFieldsCrc(page, payload.length));
 }
 
 async function readFully(fh: fs.promises.FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<void> {
@@ -132,6 +152,12 @@ class SaveTransfer {
   private slotBytes = 0;
   private readonly busy = new Array<boolean>(RING_SLOTS).fill(false);
   private readonly inflight = new Set<Promise<void>>();
+  /** Blocks announced so far (the index the next BLOCK must carry). */
+  private announced = 0;
+  /** Verification in block order: each block's CRC is computed off-thread, accepted after the previous block's. */
+  private verified: Promise<void> = Promise.resolve();
+  /** COMMIT arrived (no BLOCK may follow). */
+  private commitSeen = false;
   private committing = false;
   private finished = false;
   private bytesWritten = 0;
@@ -236,33 +262,62 @@ class SaveTransfer {
     }
   }
 
+  /**
+   * A block landed in `slot`: its CRC (off-thread) and its write to the temp
+   * file start at once and run alongside those of the blocks before it; the
+   * block is checked and accepted in order once its CRC is known (header
+   * fields, page order, CRC, the chained image checksum), and the slot is
+   * credited back once the block is both accepted and in the file. A block
+   * that fails its checks fails the transfer; nothing is committed unless
+   * every block was accepted.
+   */
   private onBlock(slot: number, index: number): void {
-    if (this.committing) throw new Error('protocol error: BLOCK after COMMIT');
+    if (this.commitSeen) throw new Error('protocol error: BLOCK after COMMIT');
     if (slot >= RING_SLOTS) throw new Error(`protocol error: block ${index} in slot ${slot}, but the ring has ${RING_SLOTS} slots`);
     if (this.busy[slot]) throw new Error(`protocol error: slot ${slot} reused before it was credited back`);
-    if (index !== this.verifier.nextBlock) throw new Error(`protocol error: block ${index} arrived, expected block ${this.verifier.nextBlock}`);
+    if (index !== this.announced) throw new Error(`protocol error: block ${index} arrived, expected block ${this.announced}`);
+    const h = this.verifier.header;
+    if (index >= h.blockCount) throw new Error(`protocol error: block ${index} arrived, but the image has ${h.blockCount} blocks`);
+    this.announced++;
     const ring = this.ring!;
     const at = slot * this.slotBytes;
-    const blockHeader = ring.subarray(at, at + BLOCK_HEADER_BYTES);
+    // The header is checked and stored from this copy; the payload is read in place.
+    const blockHeader = Buffer.from(ring.subarray(at, at + BLOCK_HEADER_BYTES));
     const payload = ring.subarray(at + BLOCK_HEADER_BYTES, at + this.slotBytes);
-    const { page } = this.verifier.checkBlockHeader(blockHeader);
-    this.verifier.acceptBlock(blockHeader, blockCrc(page, payload));
+    const claimedPage = blockHeader.readUInt32LE(4);
     this.lastBlockAt = Date.now();
     this.busy[slot] = true;
-    const write = writeFully(this.file!, ring, at, this.slotBytes, imageBlockOffset(this.verifier.header, index)).then(() => {
-      this.inflight.delete(write);
+    // A page number out of range fails checkBlockHeader below; no CRC is needed for that.
+    const crc = claimedPage < h.pageCount ? blockCrcAsync(claimedPage, payload) : Promise.resolve(0);
+    crc.catch(() => {});
+    const accepted = this.verified.then(async () => {
+      const computed = await crc;
+      if (this.finished) return;
+      this.verifier.checkBlockHeader(blockHeader);
+      this.verifier.acceptBlock(blockHeader, computed);
+    });
+    this.verified = accepted.catch(() => {});
+    const stored = writeParts(this.file!, [blockHeader, payload], imageBlockOffset(h, index)).catch((err: Error) => {
+      throw new Error(`writing ${this.tempPath}: ${err.message}`);
+    });
+    const done = Promise.all([accepted, stored]).then(() => {
+      this.inflight.delete(done);
       this.busy[slot] = false;
       this.bytesWritten += this.slotBytes;
       if (!this.finished) this.channel.send({ type: 'credit', slot }).catch(() => {});
     }, (err: Error) => {
-      this.inflight.delete(write);
-      void this.fail(`writing ${this.tempPath}: ${err.message}`, true);
+      this.inflight.delete(done);
+      void this.fail(err.message, true);
     });
-    this.inflight.add(write);
+    this.inflight.add(done);
   }
 
   private async commit(trailer: Buffer): Promise<void> {
     const h = this.verifier.header;
+    this.commitSeen = true;
+    // Every block announced is checked (or has failed the transfer) before the trailer is.
+    await this.verified;
+    if (this.finished) return;
     try {
       this.verifier.checkTrailer(trailer);
     } catch (err) {
@@ -388,6 +443,8 @@ class LoadTransfer {
     }
     const started = Date.now();
     const reads: Array<Promise<Buffer>> = [];
+    /** Writes posted and not yet completed (each gives its buffer back when done). */
+    const writes = new Set<Promise<void>>();
     try {
       await this.channel.send({ type: 'image', generation: image.generation, header: image.encodedHeader });
       const ready = await this.channel.next('READY', IDLE_TIMEOUT_MS);
@@ -397,6 +454,7 @@ class LoadTransfer {
       this.credits = Math.max(1, Math.min(MAX_LOAD_WINDOW, ready.window));
       this.listen();
       log.notice(`Serving image '${this.name}' generation ${image.generation} to ${this.peer} (${image.bytes} bytes)`);
+      const pagesFrom = Date.now();
       const h = image.header;
       const blockBytes = BLOCK_HEADER_BYTES + h.pageSize;
       const fh = file;
@@ -415,17 +473,26 @@ class LoadTransfer {
         if (page >= h.pageCount || blockHeader.readUInt32LE(8) !== h.pageSize) {
           throw new Error(`image '${this.name}' generation ${image.generation} is damaged: block ${index} names page ${page}`);
         }
-        await this.link.write(POOL_REGION, page * h.pageSize, [buf.subarray(BLOCK_HEADER_BYTES)]);
-        this.link.releaseStaging(buf);
-        await this.channel.send({ type: 'load-block', index, blockHeader });
+        // Posted, not waited for: the link places the page before the LOAD_BLOCK that announces it, and
+        // the window (credits) bounds how far ahead of the server's checks this runs.
+        const write: Promise<void> = this.link.write(POOL_REGION, page * h.pageSize, [buf.subarray(BLOCK_HEADER_BYTES)])
+          .catch((err: Error) => this.abort(err))
+          .finally(() => {
+            writes.delete(write);
+            this.link.releaseStaging(buf);
+          });
+        writes.add(write);
+        this.channel.send({ type: 'load-block', index, blockHeader }).catch((err: Error) => this.abort(err));
+        if (this.failure !== null) throw this.failure;
       }
       const trailer = Buffer.alloc(TRAILER_BYTES);
       await readFully(file, trailer, 0, TRAILER_BYTES, imageSize(h) - TRAILER_BYTES);
       await this.channel.send({ type: 'end', trailer });
       await this.waitLoaded();
       const ms = Date.now() - started;
+      const pagesMs = Date.now() - pagesFrom;
       log.notice(`Image '${this.name}' generation ${image.generation} loaded by ${this.peer}: ${image.bytes} bytes in ${ms} ms, ` +
-        rate(image.bytes, ms));
+        `${rate(image.bytes, ms)} (pages ${pagesMs} ms, ${rate(image.bytes, pagesMs)}, from READY to LOADED)`);
       this.link.close('loaded');
     } catch (err) {
       const reason = this.failure?.message ?? (err as Error).message;
@@ -437,7 +504,7 @@ class LoadTransfer {
         await this.channel.closeAfterPeer(reason);
       }
     } finally {
-      await Promise.allSettled(reads);
+      await Promise.allSettled([...reads, ...writes]);
       await file.close().catch(() => {});
     }
   }

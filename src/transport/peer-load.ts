@@ -5,7 +5,9 @@
 //   map a pool of the image's geometry, expose it as POOL_REGION, READY{window}
 //   the receiver write()s each page straight to page * PAGE_BYTES in the pool
 //   and announces it with LOAD_BLOCK{index, block header}; the page's CRC is
-//   checked in place and LOAD_CREDIT lets the receiver send one more
+//   computed in place off the event loop (several pages at once), blocks are
+//   accepted in order, and LOAD_CREDIT{n} (one per burst) lets the receiver
+//   send n more
 //   END{trailer}: the whole-image checksum; LOADED
 //
 // Nothing is deserialized: the pool's meta pages bring back the database
@@ -15,10 +17,11 @@
 import { PoolFormatError } from '../pool/errors';
 import type { SharedMapping } from '../pool/mapping';
 import type { Pool } from '../pool/pool';
-import { blockCrc, IMAGE_FORMAT_VERSION, ImageError, type ImageHeader, imageSize, ImageVerifier } from '../snapshot/image';
+import { blockCrc, blockFieldsCrc, IMAGE_FORMAT_VERSION, ImageError, type ImageHeader, imageSize, ImageVerifier } from '../snapshot/image';
 import { attachLoadedPool, checkImageFits, type LoadedImage, type LoadHooks, type LoadOptions, mapPoolFor, pageView } from '../snapshot/load';
 import { connectLink, registerPoolRegion } from './links';
 import { describePeer, type PeerOptions } from './peer-sink';
+import { pageIo } from './native';
 import { LOAD_WINDOW, type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION } from './protocol';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
@@ -108,6 +111,39 @@ function receiveBlocks(
     let settled = false;
     let loadedBytes = 0;
     let idle: NodeJS.Timeout | null = null;
+    /** Blocks announced so far (the index the next LOAD_BLOCK must carry). */
+    let announced = 0;
+    /** Acceptance in block order: each page's CRC runs off-thread, blocks are accepted after the previous one. */
+    let verified: Promise<void> = Promise.resolve();
+    /** Blocks accepted but not yet credited back; sent as one LOAD_CREDIT per event-loop turn. */
+    let owed = 0;
+    let creditScheduled = false;
+    const native = pageIo();
+    const flushCredit = (): void => {
+      creditScheduled = false;
+      if (settled || owed === 0) return;
+      channel.send({ type: 'load-credit', count: owed }).catch(() => {});
+      owed = 0;
+    };
+    const accept = (blockHeader: Buffer, computed: number): void => {
+      verifier.checkBlockHeader(blockHeader);
+      verifier.acceptBlock(blockHeader, computed);
+      loadedBytes += blockHeader.length + h.pageSize;
+      owed++;
+      if (!creditScheduled) {
+        creditScheduled = true;
+        setImmediate(flushCredit);
+      }
+      hooks.onProgress?.(loadedBytes);
+      if (verifier.nextBlock === h.metaPages) {
+        pool = attachLoadedPool(mapping, h);
+        if (hooks.onPoolReady !== undefined) {
+          onHandedOut();
+          poolReady = Promise.resolve(hooks.onPoolReady(pool, h));
+          poolReady.catch((err: Error) => finish(err));
+        }
+      }
+    };
     const finish = (err: Error | null): void => {
       if (settled) return;
       settled = true;
@@ -122,27 +158,36 @@ function receiveBlocks(
     const onMessage = (m: Message): void => {
       switch (m.type) {
         case 'load-block': {
-          if (m.index !== verifier.nextBlock) throw new Error(`protocol error: block ${m.index} announced, expected block ${verifier.nextBlock}`);
-          const { page } = verifier.checkBlockHeader(m.blockHeader);
-          verifier.acceptBlock(m.blockHeader, blockCrc(page, pageView(mapping.views, page)));
-          loadedBytes += m.blockHeader.length + h.pageSize;
-          channel.send({ type: 'load-credit', count: 1 }).catch(() => {});
-          hooks.onProgress?.(loadedBytes);
-          if (verifier.nextBlock === h.metaPages) {
-            pool = attachLoadedPool(mapping, h);
-            if (hooks.onPoolReady !== undefined) {
-              onHandedOut();
-              poolReady = Promise.resolve(hooks.onPoolReady(pool, h));
-              poolReady.catch((err: Error) => finish(err));
-            }
+          if (m.index !== announced) throw new Error(`protocol error: block ${m.index} announced, expected block ${announced}`);
+          if (m.index >= h.blockCount) throw new Error(`protocol error: block ${m.index} announced, but the image has ${h.blockCount} blocks`);
+          announced++;
+          const blockHeader = m.blockHeader;
+          const page = blockHeader.length >= 8 ? blockHeader.readUInt32LE(4) : h.pageCount;
+          // An out-of-range page fails checkBlockHeader (in order, below) before any CRC is needed.
+          let crc: Promise<number> = Promise.resolve(0);
+          if (page < h.pageCount) {
+            const view = pageView(mapping.views, page);
+            crc = native !== null ? native.crc32Async(view, blockFieldsCrc(page, h.pageSize)) : Promise.resolve(blockCrc(page, view));
           }
+          crc.catch(() => {});
+          verified = verified.then(async () => {
+            const computed = await crc;
+            if (!settled) accept(blockHeader, computed);
+          });
+          verified.catch((err: Error) => finish(err));
           return;
         }
-        case 'end':
-          verifier.checkTrailer(m.trailer);
-          // LOADED must have left before the link closes (RDMA tears the QP down at once).
-          Promise.all([channel.send({ type: 'loaded' }).catch(() => {}), poolReady]).then(() => finish(null), (err: Error) => finish(err));
+        case 'end': {
+          const trailer = m.trailer;
+          // Every block announced is accepted (or has failed the load) before the trailer is checked.
+          verified.then(() => {
+            if (settled) return;
+            verifier.checkTrailer(trailer);
+            // LOADED must have left before the link closes (RDMA tears the QP down at once).
+            Promise.all([channel.send({ type: 'loaded' }).catch(() => {}), poolReady]).then(() => finish(null), (err: Error) => finish(err));
+          }).catch((err: Error) => finish(err));
           return;
+        }
         case 'failed':
         case 'refuse':
           onPeerEnded();

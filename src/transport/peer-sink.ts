@@ -5,7 +5,12 @@
 //           then WELCOME{ring region, slots, slot size} or REFUSE{reason}
 //   write   wait for a free landing slot, write() block header + page into
 //           it, BLOCK{slot, index}; the receiver verifies, stores it and
-//           answers CREDIT{slot}
+//           answers CREDIT{slot}. A block whose payload is one of this
+//           sink's staging buffers (acquireBuffer) is not waited for: the
+//           write and the BLOCK are posted and write() resolves, so up to a
+//           ring's worth of blocks is on the wire at once; the staging buffer
+//           goes back to the link once its write completed, whenever the
+//           cut hands it back
 //   commit  COMMIT{trailer}; resolves only on COMMITTED (the image is durable
 //           and current on the receiver), rejects on FAILED{reason}
 //   abort   FAILED{reason} (best effort) and close: the receiver drops the
@@ -71,6 +76,13 @@ export class PeerSink implements SnapshotSink, ShipStats {
   private readonly freeSlots: number[] = [];
   private failure: Error | null = null;
   private committed = false;
+  /**
+   * Staging slices handed out by acquireBuffer(), by the payload view given
+   * to the cut (the slice minus BLOCK_HEADER_BYTES of room in front, where
+   * write() puts the block header, so header + page go out as one range).
+   * `writing` settles once the slice's last write completed.
+   */
+  private readonly staging = new Map<Buffer, { slice: Buffer; writing: Promise<void> | null }>();
   /** Woken on a credit, COMMITTED, a failure. */
   private waiter: (() => void) | null = null;
   private closed = false;
@@ -137,13 +149,30 @@ export class PeerSink implements SnapshotSink, ShipStats {
 
   async write(block: SnapshotBlock): Promise<void> {
     const slot = await this.until(() => this.freeSlots.shift() ?? null, 'a free landing slot', this.replyTimeout);
-    await this.link!.write(this.region, slot * this.slotBytes, [block.header, block.payload]).catch((err: Error) => {
-      throw this.linkFailure(err);
-    });
-    await this.channel!.send({ type: 'block', slot, index: block.index }).catch((err: Error) => {
-      throw this.linkFailure(err);
-    });
+    const own = this.staging.get(block.payload);
+    const link = this.link!;
+    let written: Promise<void>;
+    if (own !== undefined) {
+      block.header.copy(own.slice, 0, 0, BLOCK_HEADER_BYTES);
+      written = link.write(this.region, slot * this.slotBytes, [own.slice]);
+    } else {
+      written = link.write(this.region, slot * this.slotBytes, [block.header, block.payload]);
+    }
+    // The link places the write before the message: no need to wait in between.
+    const announced = this.channel!.send({ type: 'block', slot, index: block.index });
     this.bytesShipped += block.header.length + block.payload.length;
+    if (own !== undefined) {
+      // Posted; a failure of either surfaces at the next write() or commit() (the receiver will not commit).
+      own.writing = written.then(() => {}, (err: Error) => { this.linkFailure(err); this.wake(); });
+      announced.catch((err: Error) => { this.linkFailure(err); this.wake(); });
+      return;
+    }
+    await written.catch((err: Error) => {
+      throw this.linkFailure(err);
+    });
+    await announced.catch((err: Error) => {
+      throw this.linkFailure(err);
+    });
   }
 
   async commit(trailer: Buffer): Promise<void> {
@@ -173,11 +202,22 @@ export class PeerSink implements SnapshotSink, ShipStats {
 
 
   acquireBuffer(): Buffer | null {
-    return this.link?.acquireStaging(PAGE_BYTES) ?? null;
+    const link = this.link;
+    const slice = link?.acquireStaging(BLOCK_HEADER_BYTES + PAGE_BYTES) ?? null;
+    if (slice === null) return null;
+    const payload = slice.subarray(BLOCK_HEADER_BYTES);
+    this.staging.set(payload, { slice, writing: null });
+    return payload;
   }
 
   releaseBuffer(buffer: Buffer): void {
-    this.link?.releaseStaging(buffer);
+    const link = this.link;
+    const own = this.staging.get(buffer);
+    if (own === undefined || link === null) return;
+    this.staging.delete(buffer);
+    // A write may still be reading it: the slice goes back once that write is done (or failed).
+    if (own.writing === null) link.releaseStaging(own.slice);
+    else void own.writing.then(() => link.releaseStaging(own.slice));
   }
 
   private get replyTimeout(): number {

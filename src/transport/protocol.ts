@@ -16,9 +16,9 @@ export const RING_REGION = 1;
 /** Region the server exposes for a LOAD: its whole pool. */
 export const POOL_REGION = 2;
 /** Landing slots the receiver offers per SAVE. */
-export const RING_SLOTS = 4;
+export const RING_SLOTS = 8;
 /** Blocks a receiver may have written and announced before the server credits them back (LOAD). */
-export const LOAD_WINDOW = 8;
+export const LOAD_WINDOW = 32;
 export const MAX_NAME_BYTES = 64;
 export const MAX_TOKEN_BYTES = 1024;
 export const MAX_REASON_BYTES = 2000;

@@ -165,7 +165,9 @@ export class TcpLink implements Link {
           partOffset = 0;
         }
       }
-      if (this.socket.writableNeedDrain) await this.drained();
+      // Pushed at once, never after waiting for 'drain': a send() called after this write() must go
+      // out after its bytes (link.ts). The frames only reference the caller's buffers, which the
+      // caller keeps until this resolves, so queueing them costs no copies.
       last = this.push(frame);
       done += frameBytes;
     }
@@ -223,20 +225,6 @@ export class TcpLink implements Link {
         }
       }
       socket.uncork();
-    });
-  }
-
-  private drained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const settle = (err?: Error | null): void => {
-        this.pending.delete(settle);
-        this.socket.off('drain', onDrain);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onDrain = (): void => settle(null);
-      this.pending.add(settle);
-      this.socket.once('drain', onDrain);
     });
   }
 
