@@ -288,13 +288,14 @@ std::string ErrnoText(const char* what, int err) {
 // By default (POOLKV_PAGEIO_NICE unset or "idle") jobs are taken by a worker in
 // the SCHED_IDLE class: the kernel runs it only on CPU time nothing else wants,
 // and preempts it at once for any other task, so a waking event loop never
-// waits behind a page copy. Measured on 2 cores with a PING-flooding client
-// and a 1.2 GiB BGSAVE: PING p99.9 during the save ~0.4-0.6 ms with SCHED_IDLE
-// or nice +19, ~1-2.5 ms at nice +5 or +10, ~2-3 ms at nice 0. A worker that
-// idle can starve on a busy machine (a 1.2 GiB save took 10 s at nice +19 next
-// to a busy VM), and an unprivileged thread cannot raise its priority again,
-// so a second, rescuing worker at nice +5 takes any job that has waited
-// kRescueAfter in the queue: a save goes at least at nice +5's pace.
+// waits behind a page copy. (On the 2-core reference VM, PING p99.9 during a
+// 1.2 GiB BGSAVE came out at 1-3 ms whether the copies ran idle-class or at
+// nice +5, +10 or +19: there disk traffic and vCPU wake-ups weigh more, and a
+// plain O_DIRECT dd next to an idle server doubles its PING p50 too.) An idle-class worker can
+// starve on a busy machine (a 1.2 GiB save took 10 s at nice +19 next to a busy
+// VM), and an unprivileged thread cannot raise its priority again, so a second
+// worker at nice +5 takes any job that has waited kRescueAfter in the queue: a
+// save goes at least at nice +5's pace.
 // POOLKV_PAGEIO_NICE=N instead runs one worker at nice +N (the old behaviour).
 // Jobs may therefore complete out of order; every caller awaits its own.
 // Completions come back through a threadsafe function (unref'd while idle).
