@@ -54,7 +54,7 @@ export interface PageIoNative {
   CopyGroup: new () => CopyGroup;
   /** How page jobs are scheduled ('idle': SCHED_IDLE worker plus a nice +5 rescuer; 'nice+N') and how many the rescuer took. */
   pageIoStats(): { mode: string; rescued: number };
-  /** A zero-filled Buffer of `bytes` whose memory starts on a 4096-byte boundary (for O_DIRECT I/O). */
+  /** A Buffer of `bytes` whose memory starts on a 4096-byte boundary (for O_DIRECT I/O); not zero-filled, like allocUnsafe. */
   alignedBuffer(bytes: number): Buffer;
   /**
    * Read `count` image blocks (`stride` bytes apart from byte `first` of `fd`) straight into their
