@@ -40,13 +40,17 @@ export async function waitForPing(port: number, timeoutMs = 30000): Promise<void
 }
 
 /** Replace the section starting with `heading` in docs/benchmarks.md (or append it). */
-export function writeSection(section: string, heading: string): void {
+export function writeSection(section: string, heading: string, keepFrom?: string): void {
   const file = path.join(ROOT, 'docs/benchmarks.md');
   let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmarks\n\nAll figures come from scripts under scripts/; each section names the command that produced it.\n\n';
   const start = text.indexOf(heading);
   if (start >= 0) {
     const next = text.indexOf('\n## ', start + heading.length);
-    text = text.slice(0, start) + section + (next >= 0 ? text.slice(next + 1) : '');
+    const end = next >= 0 ? next + 1 : text.length;
+    // Hand-written notes that follow the generated part (from `keepFrom` on) stay.
+    const kept = keepFrom !== undefined ? text.slice(start, end).indexOf(keepFrom) : -1;
+    const notes = kept >= 0 ? text.slice(start + kept, end) : '';
+    text = text.slice(0, start) + section + (notes !== '' ? notes : '') + text.slice(end);
   } else {
     text += '\n' + section;
   }

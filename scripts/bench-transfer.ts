@@ -270,7 +270,9 @@ function report(transport: Transport, host: string, mb: number, results: Round[]
     const command = transport === 'rdma'
       ? `scripts/rxe-vm/run -- node dist/scripts/bench-transfer.js --transport rdma --mb ${mb} --write`
       : `node dist/scripts/bench-transfer.js --transport tcp --mb ${mb} --write`;
-    writeSection(`${heading}\n\n\`${command}\` (${results.length} round(s), medians; ${os.cpus().length} CPUs)\n\n${table}\n${limits}\n`, heading);
+    // The notes on where the time goes (written by hand, after the figures) are kept.
+    writeSection(`${heading}\n\n\`${command}\` (${results.length} round(s), medians; ${os.cpus().length} CPUs)\n\n${table}\n${limits}\n`, heading,
+      'Where the RDMA time goes');
   }
 }
 
