@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { PoolFormatError } from '../src/pool/errors';
+import { SharedMapping } from '../src/pool/mapping';
 import { Pool } from '../src/pool/pool';
 import { ConsistentCut } from '../src/snapshot/cut';
 import { ImageError } from '../src/snapshot/image';
@@ -184,6 +185,29 @@ describe('image load: native reader vs JS reader', function () {
       }
       const outcome = await same(bytes, 1 + (round % 4), what);
       assert.ok(!outcome.ok, `${what}: a damaged image loaded`);
+    }
+  });
+});
+
+describe('populatePages (native/image_load.cc)', () => {
+  it('faults a mapping in on several threads without touching its contents', async function () {
+    const io = pageIo();
+    if (io === null) this.skip();
+    const rssShmem = (): number => Number(/RssShmem:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+    const mapping = SharedMapping.open({ size: 96 * MiB });
+    try {
+      const view = mapping.views[0]!;
+      const marks = [0, 5 * MiB + 3, 96 * MiB - 1];
+      for (const at of marks) view[at] = 0x5a;
+      const before = rssShmem();
+      assert.equal(await io!.populatePages(mapping.views, 2), true);
+      const grown = rssShmem() - before;
+      assert.ok(grown >= 90 * MiB, `RssShmem grew by ${grown} bytes`);
+      for (const at of marks) assert.equal(view[at], 0x5a, `byte ${at} kept`);
+      assert.equal(view[MiB], 0);
+      assert.throws(() => io!.populatePages([Buffer.alloc(10)], 2), /page-aligned/);
+    } finally {
+      mapping.close();
     }
   });
 });

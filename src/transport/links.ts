@@ -2,7 +2,9 @@
 // RDMA (rdma-link.ts, over the native addon) is loaded only when asked for,
 // so hosts without RDMA never touch it, and when it cannot work the error
 // says why (rdmaUnavailableReason()).
+import * as os from 'os';
 import type { ConnectOptions, Link, LinkKind, LinkListener, ListenOptions } from './link';
+import { pageIo } from './native';
 import { connectTcp, listenTcp } from './tcp-link';
 
 /** What rdma-link.ts provides (loaded lazily). */
@@ -52,5 +54,10 @@ export function listenLink(kind: LinkKind, opts: ListenOptions): Promise<LinkLis
  */
 export async function registerPoolRegion(kind: LinkKind, region: Buffer[], hostForDevice: string): Promise<void> {
   if (kind !== 'rdma') return;
+  // ibv_reg_mr faults every page in on one thread; fault them in on every CPU first.
+  const io = pageIo();
+  if (io !== null && typeof io.populatePages === 'function') {
+    await io.populatePages(region, Math.max(1, Math.min(8, os.availableParallelism())));
+  }
   await loadRdma().registerRdmaRegion(region, hostForDevice);
 }

@@ -69,6 +69,11 @@ export interface PageIoNative {
     fd: number; direct?: boolean; first: number; stride: number; count: number; pageSize: number; pageCount: number;
     views: readonly Buffer[]; viewBytes: number; headers: Buffer; crcs: Uint32Array; threads: number;
   }): Promise<number>;
+  /**
+   * Fault every page of `views` in for writing (MADV_POPULATE_WRITE) on `threads` threads, off the event loop.
+   * Resolves false when the kernel lacks MADV_POPULATE_WRITE (nothing done).
+   */
+  populatePages(views: readonly Buffer[], threads: number): Promise<boolean>;
   /** 'pclmulqdq' or 'slicing-by-8'. */
   crc32Implementation: string;
 }
