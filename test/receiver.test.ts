@@ -30,7 +30,8 @@ describe('poolkv-receiver command line', function () {
   it('prints its usage with --help and exits 0', async () => {
     const r = await runReceiverCli(['--help']);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /^Usage: poolkv-receiver --listen ADDR:PORT --dir DIR --auth-token TOKEN \[options\]/);
+    assert.match(r.stdout, /^Usage: poolkv-receiver --listen ADDR:PORT --dir DIR \(--auth-token TOKEN \| --auth-token-file FILE\) \[options\]/);
+    assert.match(r.stdout, /--auth-token-file FILE/);
     assert.match(r.stdout, /--transport rdma\|tcp/);
     assert.match(r.stdout, /--keep N/);
   });
@@ -42,7 +43,7 @@ describe('poolkv-receiver command line', function () {
     const base = ['--listen', '127.0.0.1:0', '--dir', dir, '--auth-token', 't'];
     const cases: Array<[string[], string]> = [
       [[], '--listen is required'],
-      [['--listen', '127.0.0.1:7070', '--dir', dir], '--auth-token is required'],
+      [['--listen', '127.0.0.1:7070', '--dir', dir], '--auth-token is required (or --auth-token-file)'],
       [['--listen', 'nowhere', '--dir', dir, '--auth-token', 't'], '--listen must be HOST:PORT, got "nowhere"'],
       [['--listen', '127.0.0.1:99999', '--dir', dir, '--auth-token', 't'], '--listen: port 99999 is out of range'],
       [['--listen', '127.0.0.1:7070', '--dir', path.join(dir, 'missing'), '--auth-token', 't'], `--dir ${path.join(dir, 'missing')}: no such directory`],
