@@ -82,27 +82,44 @@ struct View {
   size_t length;
 };
 
-class ReadBlocksWorker : public Napi::AsyncWorker {
+// An AsyncWorker whose Execute() runs Work() on `threads` threads at once (the
+// libuv thread plus helpers), resolving a promise; the JS values it uses are
+// held until it settles.
+class ParallelWorker : public Napi::AsyncWorker {
  public:
-  ReadBlocksWorker(Napi::Env env, int fd, int64_t first, int64_t stride, uint32_t count, uint32_t pageSize,
-                   uint32_t pageCount, std::vector<View> views, size_t viewBytes, uint8_t* headers, uint32_t* crcs,
-                   unsigned threads, bool direct)
-      : Napi::AsyncWorker(env, "poolkv.readImageBlocks"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        fd_(fd), first_(first), stride_(stride), count_(count), pageSize_(pageSize), pageCount_(pageCount),
-        views_(std::move(views)), viewBytes_(viewBytes), headers_(headers), crcs_(crcs), threads_(threads),
-        direct_(direct), stopAt_(count) {}
-
+  ParallelWorker(Napi::Env env, const char* name, unsigned threads)
+      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), threads_(threads) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Hold(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v.As<Napi::Object>())); }
 
  protected:
+  virtual void Work() = 0;
   void Execute() override {
     std::vector<std::thread> helpers;
     for (unsigned i = 1; i < threads_; i++) helpers.emplace_back([this] { Work(); });
     Work();
     for (std::thread& t : helpers) t.join();
   }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  Napi::Promise::Deferred deferred_;
+
+ private:
+  std::vector<Napi::ObjectReference> refs_;
+  const unsigned threads_;
+};
+
+class ReadBlocksWorker : public ParallelWorker {
+ public:
+  ReadBlocksWorker(Napi::Env env, int fd, int64_t first, int64_t stride, uint32_t count, uint32_t pageSize,
+                   uint32_t pageCount, std::vector<View> views, size_t viewBytes, uint8_t* headers, uint32_t* crcs,
+                   unsigned threads, bool direct)
+      : ParallelWorker(env, "poolkv.readImageBlocks", threads),
+        fd_(fd), first_(first), stride_(stride), count_(count), pageSize_(pageSize), pageCount_(pageCount),
+        views_(std::move(views)), viewBytes_(viewBytes), headers_(headers), crcs_(crcs),
+        direct_(direct), stopAt_(count) {}
+
+ protected:
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -116,9 +133,6 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
     deferred_.Resolve(Napi::Number::New(env, stopAt_.load()));
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
   // Lowers stopAt_ to `block`: no thread starts a later block.
   void StopAt(uint32_t block) {
     uint32_t seen = stopAt_.load();
@@ -126,7 +140,7 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
     }
   }
 
-  void Work() {
+  void Work() override {
     if (direct_) {
       WorkDirect();
       return;
@@ -227,8 +241,6 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
     return false;
   }
 
-  Napi::Promise::Deferred deferred_;
-  std::vector<Napi::ObjectReference> refs_;
   const int fd_;
   const int64_t first_;
   const int64_t stride_;
@@ -239,7 +251,6 @@ class ReadBlocksWorker : public Napi::AsyncWorker {
   const size_t viewBytes_;
   uint8_t* const headers_;
   uint32_t* const crcs_;
-  const unsigned threads_;
   const bool direct_;
   std::atomic<uint32_t> next_{0};
   std::atomic<uint32_t> stopAt_;
@@ -335,25 +346,16 @@ Napi::Value ReadImageBlocks(const Napi::CallbackInfo& info) {
 #define MADV_POPULATE_WRITE 23
 #endif
 
-class PopulateWorker : public Napi::AsyncWorker {
+class PopulateWorker : public ParallelWorker {
  public:
   PopulateWorker(Napi::Env env, std::vector<View> views, unsigned threads)
-      : Napi::AsyncWorker(env, "poolkv.populatePages"), deferred_(Napi::Promise::Deferred::New(env)),
-        views_(std::move(views)), threads_(threads) {
+      : ParallelWorker(env, "poolkv.populatePages", threads), views_(std::move(views)) {
     for (const View& v : views_) {
       for (size_t at = 0; at < v.length; at += kStep) pieces_.push_back({v.data + at, std::min(kStep, v.length - at)});
     }
   }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Hold(const Napi::Value& v) { refs_.push_back(Napi::Persistent(v.As<Napi::Object>())); }
 
  protected:
-  void Execute() override {
-    std::vector<std::thread> helpers;
-    for (unsigned i = 1; i < threads_; i++) helpers.emplace_back([this] { Work(); });
-    Work();
-    for (std::thread& t : helpers) t.join();
-  }
   void OnOK() override {
     if (!error_.empty()) {
       deferred_.Reject(Napi::Error::New(Env(), error_).Value());
@@ -361,7 +363,6 @@ class PopulateWorker : public Napi::AsyncWorker {
     }
     deferred_.Resolve(Napi::Boolean::New(Env(), !unsupported_.load()));
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
   static constexpr size_t kStep = 64 * 1024 * 1024;
@@ -370,7 +371,7 @@ class PopulateWorker : public Napi::AsyncWorker {
     size_t length;
   };
 
-  void Work() {
+  void Work() override {
     for (;;) {
       size_t i = next_.fetch_add(1);
       if (i >= pieces_.size() || unsupported_.load() || failed_.load()) return;
@@ -388,10 +389,7 @@ class PopulateWorker : public Napi::AsyncWorker {
     }
   }
 
-  Napi::Promise::Deferred deferred_;
-  std::vector<Napi::ObjectReference> refs_;
   const std::vector<View> views_;
-  const unsigned threads_;
   std::vector<Piece> pieces_;
   std::atomic<size_t> next_{0};
   std::atomic<bool> unsupported_{false};
