@@ -405,7 +405,12 @@ class Job {
 
 class IoThread {
  public:
-  explicit IoThread(napi_env env) : env_(env) { napi_add_env_cleanup_hook(env, Cleanup, this); }
+  explicit IoThread(napi_env env) : env_(env) {
+    const char* e = std::getenv("POOLKV_PAGEIO_NICE");
+    idle_ = e == nullptr || *e == '\0' || std::strcmp(e, "idle") == 0;
+    nice_ = idle_ ? kDefaultNice : std::atoi(e);
+    napi_add_env_cleanup_hook(env, Cleanup, this);
+  }
 
   // Main thread: queue a job (its promise is already in JS hands).
   bool Submit(Job* job) {
@@ -425,9 +430,7 @@ class IoThread {
   // {mode: 'idle' | 'nice+N', rescued}: rescued = jobs the rescuer took because the idle worker was starved.
   Napi::Value Stats(Napi::Env env) {
     Napi::Object out = Napi::Object::New(env);
-    const char* e = std::getenv("POOLKV_PAGEIO_NICE");
-    bool idle = e == nullptr || *e == '\0' || std::strcmp(e, "idle") == 0;
-    out.Set("mode", idle ? std::string("idle") : "nice+" + std::to_string(std::atoi(e)));
+    out.Set("mode", idle_ ? std::string("idle") : "nice+" + std::to_string(nice_));
     std::lock_guard<std::mutex> lock(mu_);
     out.Set("rescued", Napi::Number::New(env, static_cast<double>(rescued_)));
     return out;
@@ -442,9 +445,6 @@ class IoThread {
       return false;
     }
     napi_unref_threadsafe_function(env_, tsfn_);
-    const char* e = std::getenv("POOLKV_PAGEIO_NICE");
-    idle_ = e == nullptr || *e == '\0' || std::strcmp(e, "idle") == 0;
-    nice_ = idle_ ? kDefaultNice : std::atoi(e);
     threads_.emplace_back([this] { Loop(idle_ ? kIdle : kNice); });
     if (idle_) threads_.emplace_back([this] { Loop(kRescuer); });
     started_ = true;

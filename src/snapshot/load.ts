@@ -177,7 +177,7 @@ export async function loadImageFile(file: string, options: LoadOptions, hooks: L
     };
     // POOLKV_LOAD_ENGINE=js: the one-block-at-a-time reader even with the addon (tests compare the two).
     const native = process.env.POOLKV_LOAD_ENGINE === 'js' ? null : pageIo();
-    if (native !== null && typeof native.readImageBlocks === 'function') {
+    if (native !== null) {
       await readBlocksNative(native, fd, reader, verifier, mapping.views, attachOnce, hooks);
     } else {
       await readBlocksInSlices(reader, verifier, mapping.views, attachOnce, hooks);

@@ -69,11 +69,6 @@ export class DirectImageWriter {
     return new DirectImageWriter(native, handle);
   }
 
-  /** Bytes placed so far (the image's length once the trailer is in). */
-  get length(): number {
-    return this.size;
-  }
-
   /** Append bytes that need no slot (the image header). */
   append(bytes: Buffer): void {
     const at = this.reserve(bytes.length);

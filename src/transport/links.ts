@@ -56,7 +56,7 @@ export async function registerPoolRegion(kind: LinkKind, region: Buffer[], hostF
   if (kind !== 'rdma') return;
   // ibv_reg_mr faults every page in on one thread; fault them in on every CPU first.
   const io = pageIo();
-  if (io !== null && typeof io.populatePages === 'function') {
+  if (io !== null) {
     await io.populatePages(region, Math.max(1, Math.min(8, os.availableParallelism())));
   }
   await loadRdma().registerRdmaRegion(region, hostForDevice);

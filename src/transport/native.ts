@@ -129,7 +129,8 @@ export function pageIo(): PageIoNative | null {
   pageIoChecked = true;
   try {
     const n = loadNative();
-    if (typeof n.copyPageCrc === 'function' && typeof n.pwritev === 'function' && typeof n.CopyGroup === 'function') pageIoCached = n;
+    const needed = ['copyPageCrc', 'pwritev', 'CopyGroup', 'readImageBlocks', 'populatePages', 'alignedBuffer'] as const;
+    if (needed.every((name) => typeof n[name] === 'function')) pageIoCached = n;
   } catch {
     pageIoCached = null;
   }
