@@ -11,8 +11,9 @@ import type { Logger } from '../server/log';
 import {
   blockCrc, blockFieldsCrc, BLOCK_HEADER_BYTES, IMAGE_FORMAT_VERSION, imageBlockOffset, imageSize, ImageVerifier, TRAILER_BYTES,
 } from '../snapshot/image';
+import { DirectImageWriter } from '../transport/direct-file';
 import type { Link } from '../transport/link';
-import { pageIo } from '../transport/native';
+import { type PageIoNative, pageIo } from '../transport/native';
 import {
   type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION, RING_REGION, RING_SLOTS, snapshotNameProblem,
   tokensEqual,
@@ -27,6 +28,19 @@ const IDLE_TIMEOUT_MS = 60000;
 const MAX_LOAD_WINDOW = 64;
 /** Blocks read ahead from the image file while serving a LOAD. */
 const LOAD_READ_AHEAD = 6;
+/** O_DIRECT wants file offsets, lengths and memory on this boundary. */
+const DIRECT_ALIGN = 4096;
+
+/**
+ * The addon when image files should be written and read with O_DIRECT, as the
+ * server's BGSAVE does (POOLKV_SNAPSHOT_DIRECT=0 turns it off for both).
+ * Why: a receiver stores images it may never read back; through the page
+ * cache every byte costs a kernel copy and evicts the host's useful cache.
+ * With O_DIRECT the device moves the bytes straight from our buffers.
+ */
+function directIo(): PageIoNative | null {
+  return process.env.POOLKV_SNAPSHOT_DIRECT === '0' ? null : pageIo();
+}
 
 export interface SessionContext {
   readonly store: ImageStore;
@@ -80,12 +94,65 @@ export function blockCrcAsync(page: number, payload: Buffer): Promise<number> {
   return native.crc32Async(payload, blockFieldsCrc(page, payload.length));
 }
 
-async function readFully(fh: fs.promises.FileHandle, buf: Buffer, offset: number, length: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, offset + done, length - done, position + done);
-    if (bytesRead === 0) throw new Error(`the image file ends at byte ${position + done}`);
-    done += bytesRead;
+/**
+ * An image file opened for serving: with O_DIRECT where the filesystem allows
+ * it (reads then cover whole aligned spans around the bytes wanted), else
+ * through the page cache.
+ */
+class ServedImageFile {
+  private constructor(readonly handle: fs.promises.FileHandle, private readonly native: PageIoNative | null) {}
+
+  static async open(file: string): Promise<ServedImageFile> {
+    const native = directIo();
+    if (native !== null) {
+      try {
+        return new ServedImageFile(await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_DIRECT), native);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      }
+    }
+    return new ServedImageFile(await fs.promises.open(file, 'r'), null);
+  }
+
+  get direct(): boolean {
+    return this.native !== null;
+  }
+
+  /** Size of the buffer read() needs for `length` bytes at `position`. */
+  spanBytes(position: number, length: number): number {
+    if (this.native === null) return length;
+    const start = position - (position % DIRECT_ALIGN);
+    return Math.ceil((position + length - start) / DIRECT_ALIGN) * DIRECT_ALIGN;
+  }
+
+  /**
+   * Read `length` bytes at `position` into `buf` (spanBytes() long; with O_DIRECT it must start
+   * on a 4 KiB boundary, as staging and alignedBuffer() memory does). Returns where they start in buf.
+   */
+  async read(buf: Buffer, position: number, length: number): Promise<number> {
+    const start = this.native === null ? position : position - (position % DIRECT_ALIGN);
+    const at = position - start;
+    const span = this.spanBytes(position, length);
+    let done = 0;
+    while (done < at + length) {
+      const { bytesRead } = await this.handle.read(buf, done, span - done, start + done);
+      done += bytesRead;
+      // With O_DIRECT only the end of the file gives a read that is not whole blocks.
+      if (done < at + length && (bytesRead === 0 || (this.native !== null && bytesRead % DIRECT_ALIGN !== 0))) {
+        throw new Error(`the image file ends at byte ${start + done}`);
+      }
+    }
+    return at;
+  }
+
+  /** A buffer for read() of `length` bytes at `position` that is not staging memory. */
+  buffer(position: number, length: number): Buffer {
+    const bytes = this.spanBytes(position, length);
+    return this.native !== null ? this.native.alignedBuffer(bytes) : Buffer.allocUnsafeSlow(bytes);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
   }
 }
 
@@ -147,6 +214,9 @@ class SaveTransfer {
   private readonly encodedHeader: Buffer;
   private verifier!: ImageVerifier;
   private file: fs.promises.FileHandle | null = null;
+  /** Set instead of `file` when the temp file is written with O_DIRECT. */
+  private direct: DirectImageWriter | null = null;
+  private native: PageIoNative | null = null;
   private tempPath = '';
   private ring: Buffer | null = null;
   private slotBytes = 0;
@@ -207,13 +277,17 @@ class SaveTransfer {
       return;
     }
     this.tempPath = this.ctx.store.tempPath(this.name);
-    this.file = await fs.promises.open(this.tempPath, 'w', 0o644);
+    this.native = directIo();
+    // null when the filesystem refuses O_DIRECT (tmpfs): then the page cache it is.
+    if (this.native !== null) this.direct = await DirectImageWriter.open(this.native, this.tempPath);
+    if (this.direct === null) this.file = await fs.promises.open(this.tempPath, 'w', 0o644);
     const done = new Promise<void>((resolve) => { this.settle = resolve; });
     this.channel.onClose((reason) => {
       if (!this.committing) void this.fail(`connection lost: ${reason}`, false);
     });
     try {
-      await writeFully(this.file, this.encodedHeader, 0, this.encodedHeader.length, 0);
+      if (this.direct !== null) this.direct.append(this.encodedHeader);
+      else await writeFully(this.file!, this.encodedHeader, 0, this.encodedHeader.length, 0);
       if (this.finished) return done; // the connection went away meanwhile; fail() cleaned up
       this.slotBytes = BLOCK_HEADER_BYTES + h.pageSize;
       this.ring = this.ctx.acquireRing(RING_SLOTS * this.slotBytes);
@@ -223,7 +297,8 @@ class SaveTransfer {
       await this.fail((err as Error).message, true);
       return done;
     }
-    this.ctx.log.notice(`Receiving image '${this.name}' from ${this.peer} (${total} bytes, ${h.blockCount} blocks)`);
+    this.ctx.log.notice(`Receiving image '${this.name}' from ${this.peer} (${total} bytes, ${h.blockCount} blocks; ` +
+      `${this.direct !== null ? 'O_DIRECT' : 'buffered'} writes to ${this.tempPath})`);
     this.touch();
     this.channel.listen((m) => {
       if (this.finished) return;
@@ -287,19 +362,32 @@ class SaveTransfer {
     const claimedPage = blockHeader.readUInt32LE(4);
     this.lastBlockAt = Date.now();
     this.busy[slot] = true;
+    const direct = this.direct;
+    // O_DIRECT: the payload's place in the writer's next chunk (blocks arrive in image order).
+    const target = direct !== null ? direct.acquire(h.pageSize) : null;
     // A page number out of range fails checkBlockHeader below; no CRC is needed for that.
-    const crc = claimedPage < h.pageCount ? blockCrcAsync(claimedPage, payload) : Promise.resolve(0);
+    // O_DIRECT: the payload is copied out of the ring into its chunk in the same pass as its CRC (threadpool).
+    const crc = claimedPage >= h.pageCount ? Promise.resolve(0)
+      : target !== null ? this.native!.copyPageCrc(payload, target, blockFieldsCrc(claimedPage, payload.length))
+        : blockCrcAsync(claimedPage, payload);
     crc.catch(() => {});
     const accepted = this.verified.then(async () => {
       const computed = await crc;
       if (this.finished) return;
       this.verifier.checkBlockHeader(blockHeader);
       this.verifier.acceptBlock(blockHeader, computed);
+      // In order, after acceptance; waits while the writer has its most chunks in flight (the ring's back-pressure).
+      if (direct !== null) {
+        await direct.write(blockHeader, target!).catch((err: Error) => {
+          throw new Error(`writing ${this.tempPath}: ${err.message}`);
+        });
+      }
     });
     this.verified = accepted.catch(() => {});
-    const stored = writeParts(this.file!, [blockHeader, payload], imageBlockOffset(h, index)).catch((err: Error) => {
-      throw new Error(`writing ${this.tempPath}: ${err.message}`);
-    });
+    const stored = direct !== null ? Promise.resolve()
+      : writeParts(this.file!, [blockHeader, payload], imageBlockOffset(h, index)).catch((err: Error) => {
+        throw new Error(`writing ${this.tempPath}: ${err.message}`);
+      });
     const done = Promise.all([accepted, stored]).then(() => {
       this.inflight.delete(done);
       this.busy[slot] = false;
@@ -330,11 +418,18 @@ class SaveTransfer {
     try {
       while (this.inflight.size > 0) await Promise.all([...this.inflight]);
       if (this.finished) return; // a write failed
-      const file = this.file!;
-      await writeFully(file, trailer, 0, TRAILER_BYTES, imageSize(h) - TRAILER_BYTES);
-      await file.sync();
-      await file.close();
-      this.file = null;
+      if (this.direct !== null) {
+        // The last chunk and the trailer, the padding truncated away, fsync.
+        await this.direct.finish(trailer);
+        await this.direct.close();
+        this.direct = null;
+      } else {
+        const file = this.file!;
+        await writeFully(file, trailer, 0, TRAILER_BYTES, imageSize(h) - TRAILER_BYTES);
+        await file.sync();
+        await file.close();
+        this.file = null;
+      }
       const image = await this.ctx.store.commit(this.name, this.tempPath, h, this.encodedHeader);
       const now = Date.now();
       const ms = now - this.startedAt;
@@ -375,6 +470,8 @@ class SaveTransfer {
     await Promise.allSettled([...this.inflight]);
     if (this.file !== null) await this.file.close().catch(() => {});
     this.file = null;
+    if (this.direct !== null) await this.direct.close().catch(() => {});
+    this.direct = null;
     if (this.tempPath !== '') await fs.promises.rm(this.tempPath, { force: true }).catch(() => {});
     this.releaseRing();
     this.ctx.log.warning(`Transfer of image '${this.name}' from ${this.peer} failed: ${reason}; ${this.previous()}`);
@@ -420,11 +517,11 @@ class LoadTransfer {
   async run(): Promise<void> {
     const log = this.ctx.log;
     let image: StoredImage | null | Error = this.ctx.store.current(this.name);
-    let file: fs.promises.FileHandle | null = null;
+    let file: ServedImageFile | null = null;
     // The current image may be pruned between looking it up and opening it: look again.
     for (let attempt = 0; attempt < 3 && image !== null && !(image instanceof Error) && file === null; attempt++) {
       try {
-        file = await fs.promises.open(image.file, 'r');
+        file = await ServedImageFile.open(image.file);
       } catch {
         image = this.ctx.store.current(this.name);
       }
@@ -442,7 +539,7 @@ class LoadTransfer {
       return;
     }
     const started = Date.now();
-    const reads: Array<Promise<Buffer>> = [];
+    const reads: Array<Promise<{ buf: Buffer; at: number }>> = [];
     /** Writes posted and not yet completed (each gives its buffer back when done). */
     const writes = new Set<Promise<void>>();
     try {
@@ -453,29 +550,35 @@ class LoadTransfer {
       if (ready.region !== POOL_REGION) throw new Error(`protocol error: READY names region ${ready.region}`);
       this.credits = Math.max(1, Math.min(MAX_LOAD_WINDOW, ready.window));
       this.listen();
-      log.notice(`Serving image '${this.name}' generation ${image.generation} to ${this.peer} (${image.bytes} bytes)`);
+      log.notice(`Serving image '${this.name}' generation ${image.generation} to ${this.peer} (${image.bytes} bytes; ` +
+        `${file.direct ? 'O_DIRECT' : 'buffered'} reads)`);
       const pagesFrom = Date.now();
       const h = image.header;
       const blockBytes = BLOCK_HEADER_BYTES + h.pageSize;
-      const fh = file;
-      const startRead = (index: number): Promise<Buffer> => {
-        const buf = this.link.acquireStaging(blockBytes) ?? Buffer.allocUnsafeSlow(blockBytes);
-        return readFully(fh, buf, 0, blockBytes, imageBlockOffset(h, index)).then(() => buf);
+      const served = file;
+      // Read into staging memory (4 KiB aligned), which the link then writes from without a copy.
+      const startRead = (index: number): Promise<{ buf: Buffer; at: number }> => {
+        const position = imageBlockOffset(h, index);
+        const buf = this.link.acquireStaging(served.spanBytes(position, blockBytes)) ?? served.buffer(position, blockBytes);
+        return served.read(buf, position, blockBytes).then((at) => ({ buf, at }), (err: Error) => {
+          this.link.releaseStaging(buf);
+          throw err;
+        });
       };
       let nextRead = 0;
       while (nextRead < Math.min(h.blockCount, LOAD_READ_AHEAD)) reads.push(startRead(nextRead++));
       for (let index = 0; index < h.blockCount; index++) {
         await this.takeCredit();
-        const buf = await reads.shift()!;
+        const { buf, at } = await reads.shift()!;
         if (nextRead < h.blockCount) reads.push(startRead(nextRead++));
-        const blockHeader = Buffer.from(buf.subarray(0, BLOCK_HEADER_BYTES));
+        const blockHeader = Buffer.from(buf.subarray(at, at + BLOCK_HEADER_BYTES));
         const page = blockHeader.readUInt32LE(4);
         if (page >= h.pageCount || blockHeader.readUInt32LE(8) !== h.pageSize) {
           throw new Error(`image '${this.name}' generation ${image.generation} is damaged: block ${index} names page ${page}`);
         }
         // Posted, not waited for: the link places the page before the LOAD_BLOCK that announces it, and
         // the window (credits) bounds how far ahead of the server's checks this runs.
-        const write: Promise<void> = this.link.write(POOL_REGION, page * h.pageSize, [buf.subarray(BLOCK_HEADER_BYTES)])
+        const write: Promise<void> = this.link.write(POOL_REGION, page * h.pageSize, [buf.subarray(at + BLOCK_HEADER_BYTES, at + blockBytes)])
           .catch((err: Error) => this.abort(err))
           .finally(() => {
             writes.delete(write);
@@ -485,8 +588,10 @@ class LoadTransfer {
         this.channel.send({ type: 'load-block', index, blockHeader }).catch((err: Error) => this.abort(err));
         if (this.failure !== null) throw this.failure;
       }
-      const trailer = Buffer.alloc(TRAILER_BYTES);
-      await readFully(file, trailer, 0, TRAILER_BYTES, imageSize(h) - TRAILER_BYTES);
+      const trailerAt = imageSize(h) - TRAILER_BYTES;
+      const trailerSpan = file.buffer(trailerAt, TRAILER_BYTES);
+      const at = await file.read(trailerSpan, trailerAt, TRAILER_BYTES);
+      const trailer = Buffer.from(trailerSpan.subarray(at, at + TRAILER_BYTES));
       await this.channel.send({ type: 'end', trailer });
       await this.waitLoaded();
       const ms = Date.now() - started;
@@ -504,7 +609,9 @@ class LoadTransfer {
         await this.channel.closeAfterPeer(reason);
       }
     } finally {
-      await Promise.allSettled([...reads, ...writes]);
+      // Blocks read ahead but never sent give their staging memory back.
+      for (const read of await Promise.allSettled(reads)) if (read.status === 'fulfilled') this.link.releaseStaging(read.value.buf);
+      await Promise.allSettled([...writes]);
       await file.close().catch(() => {});
     }
   }

@@ -69,7 +69,8 @@ export interface Link {
    * A buffer of `bytes` from which write() moves data without copying it
    * first (RDMA: registered memory; TCP: a plain Buffer), for hot paths that
    * can fill it in place. Give it back with releaseStaging() once the write
-   * that used it resolved. Returns null when none is free.
+   * that used it resolved. Returns null when none is free. With the addon
+   * built the memory starts on a 4 KiB boundary (O_DIRECT reads can fill it).
    */
   acquireStaging(bytes: number): Buffer | null;
   releaseStaging(buffer: Buffer): void;

@@ -18,6 +18,7 @@
 // with a reason saying which.
 import * as net from 'net';
 import { LINK_MAX_MESSAGE, type ConnectOptions, type Link, type LinkListener, type ListenOptions } from './link';
+import { pageIo } from './native';
 
 const FRAME_MESSAGE = 1;
 const FRAME_EXPOSE = 2;
@@ -175,7 +176,8 @@ export class TcpLink implements Link {
   }
 
   acquireStaging(bytes: number): Buffer | null {
-    return this.spare.get(bytes)?.pop() ?? Buffer.allocUnsafeSlow(bytes);
+    // 4 KiB aligned when the addon is built, as RDMA staging is, so O_DIRECT reads can fill it.
+    return this.spare.get(bytes)?.pop() ?? pageIo()?.alignedBuffer(bytes) ?? Buffer.allocUnsafeSlow(bytes);
   }
 
   releaseStaging(buffer: Buffer): void {

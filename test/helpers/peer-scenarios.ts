@@ -13,7 +13,7 @@ import { IMAGE_FORMAT_VERSION, IMAGE_HEADER_BYTES } from '../../src/snapshot/ima
 import type { Link } from '../../src/transport/link';
 import { connectLink } from '../../src/transport/links';
 import { type Message, MessageChannel, PROTOCOL_VERSION } from '../../src/transport/protocol';
-import { connect, type DatasetSpec, keyCount, readDataset, sortedModel, writeDataset } from './datasets';
+import { connect, type DatasetModel, type DatasetSpec, keyCount, readDataset, sortedModel, writeDataset } from './datasets';
 import { encodeCommand, freePort, rawCommand, type RedisProcess } from './processes';
 import { startPoolkvWithin } from './poolkv-start';
 import { type ReceiverProcess, startReceiver } from './receiver';
@@ -69,6 +69,20 @@ async function bgsave(server: RedisProcess): Promise<Map<string, string>> {
   return info(server.port);
 }
 
+/** Whether files in `dir` can be opened with O_DIRECT (not on tmpfs, for one). */
+function directSupported(dir: string): boolean {
+  const probe = path.join(dir, `.direct-probe-${process.pid}`);
+  try {
+    fs.closeSync(fs.openSync(probe, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_DIRECT, 0o600));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw err;
+  } finally {
+    fs.rmSync(probe, { force: true });
+  }
+}
+
 /** The snapshot names with a directory under the receiver's DIR (its lock file aside). */
 function imageNames(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
@@ -102,7 +116,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       for (const r of receivers.splice(0)) await r.kill().catch(() => {});
     });
 
-    async function receiver(extra: { keep?: number; dir?: string; port?: number } = {}): Promise<ReceiverProcess> {
+    async function receiver(extra: { keep?: number; dir?: string; port?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ReceiverProcess> {
       const r = await startReceiver({ token: TOKEN, transport, host, ...extra });
       receivers.push(r);
       return r;
@@ -186,6 +200,33 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       assert.equal(await cmd(b.port, 'SET', 'k:s:0', 'again'), '+OK\r\n');
       assert.equal((await bgsave(b)).get('rdb_last_bgsave_status'), 'ok');
       await r.waitForLog(/Image 'app' generation 2 committed/);
+    });
+
+    it('the receiver stores and serves images with O_DIRECT where its DIR allows it, through the page cache otherwise', async () => {
+      const direct = await receiver();
+      const buffered = await receiver({ env: { POOLKV_SNAPSHOT_DIRECT: '0' } });
+      // Blocks of every length class and many alignments in the file; one page alone runs past a 4 MiB chunk.
+      const spec: DatasetSpec = { seed: 5, dbs: 2, smallKeys: n(2000), bigKeys: n(12), bigBytes: BIG, ttlShare: 0.2 };
+      const pool = poolFor(n(12) + 4);
+      const models: DatasetModel[] = [];
+      for (const r of [direct, buffered]) {
+        const a = await server(['--pool-size', pool, ...peerArgs(r, 'modes')]);
+        models.push(await writeDataset(a.port, spec));
+        assert.equal((await bgsave(a)).get('rdb_last_bgsave_status'), 'ok');
+        await r.waitForLog(/Image 'modes' generation 1 committed/);
+      }
+      const supported = directSupported(direct.dir);
+      assert.match(direct.output(), new RegExp(`Receiving image 'modes' .*; ${supported ? 'O_DIRECT' : 'buffered'} writes to `));
+      assert.match(buffered.output(), /Receiving image 'modes' .*; buffered writes to /);
+      const files = [direct, buffered].map((r) => path.join(r.dir, 'modes', 'gen-000000000001.pool'));
+      assert.equal(fs.statSync(files[0]!).size, fs.statSync(files[1]!).size, 'both images have the same length');
+      for (const [i, r] of [direct, buffered].entries()) {
+        const b = await loadInto(r, 'modes', pool);
+        assert.deepEqual(await readDataset(b.port, spec.dbs), sortedModel(models[i]!), `served by the ${i === 0 ? 'default' : 'buffered'} receiver`);
+        await r.waitForLog(/Image 'modes' generation 1 loaded by/);
+      }
+      assert.match(direct.output(), new RegExp(`Serving image 'modes' .*; ${supported ? 'O_DIRECT' : 'buffered'} reads\\)`));
+      assert.match(buffered.output(), /Serving image 'modes' .*; buffered reads\)/);
     });
 
     it('SAVE blocks the server until the receiver committed, then answers +OK', async () => {

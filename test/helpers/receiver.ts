@@ -54,6 +54,8 @@ export interface ReceiverStartOptions {
   dir?: string;
   keep?: number;
   extraArgs?: string[];
+  /** Added to the receiver's environment. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export function scratchDir(prefix: string): string {
@@ -99,7 +101,7 @@ export async function startReceiver(options: ReceiverStartOptions): Promise<Rece
     '--transport', options.transport ?? 'tcp', '--keep', String(options.keep ?? 2), '--loglevel', 'verbose',
     ...(options.extraArgs ?? []),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   live.add(child);
   let output = '';
   let dropped = 0;
