@@ -185,7 +185,8 @@ async function main(): Promise<void> {
   const mb = numberArg('mb', 256);
   const rounds = numberArg('rounds', transport === 'rdma' ? 1 : 3);
   const poolMb = Math.ceil(mb * 1.25) + 64;
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'poolkv-bench-transfer-'));
+  // Where the receiver stores images (and the server its dir): in the RDMA VM, a real disk (--disk) rather than tmpfs.
+  const work = fs.mkdtempSync(path.join(stringArg('work-dir', os.tmpdir()), 'poolkv-bench-transfer-'));
   const receiverDir = path.join(work, 'receiver');
   fs.mkdirSync(receiverDir);
   const receiverPort = await freePort();
@@ -194,6 +195,7 @@ async function main(): Promise<void> {
   const receiver = start(process.execPath, [path.join(ROOT, 'dist/src/receiver/cli.js'), '--listen', peer, '--dir', receiverDir,
     '--auth-token', TOKEN, '--transport', transport, '--keep', '1'], receiverLog);
   const results: Round[] = [];
+  let storage = '';
   try {
     await waitForLog(receiverLog, /listening|Ready/i, 30000);
     let port = await freePort();
@@ -219,12 +221,23 @@ async function main(): Promise<void> {
       port = loadPort; // the next round saves from the server that just loaded
     }
     await stop(server);
+    const mode = /; (O_DIRECT|buffered) writes to /.exec(fs.readFileSync(receiverLog, 'utf8'));
+    storage = `the receiver's DIR on ${filesystemType(receiverDir)}, ${mode?.[1] ?? 'unknown'} writes`;
   } finally {
     await stop(receiver);
     for (const child of [...children]) await stop(child);
     fs.rmSync(work, { recursive: true, force: true });
   }
-  report(transport, host, mb, results);
+  report(transport, host, mb, results, storage);
+}
+
+/** The filesystem `dir` is on, as df -T names it. */
+function filesystemType(dir: string): string {
+  try {
+    return execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'an unknown filesystem';
+  }
 }
 
 function median(values: number[]): number {
@@ -232,7 +245,7 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function report(transport: Transport, host: string, mb: number, results: Round[]): void {
+function report(transport: Transport, host: string, mb: number, results: Round[], storage: string): void {
   const bytes = median(results.map((r) => r.imageBytes));
   const save = median(results.map((r) => r.bgsaveMs));
   const load = median(results.map((r) => r.loadMs));
@@ -254,6 +267,7 @@ function report(transport: Transport, host: string, mb: number, results: Round[]
     `| load: the pages, READY to LOADED (receiver's log) | ${loadPages} ms | ${mibs(loadPages).toFixed(1)} |`,
   ];
   let limits = '';
+  const workDir = process.argv.includes('--work-dir') ? ` --work-dir ${stringArg('work-dir', '')}` : '';
   if (transport === 'rdma') {
     const device = process.env.RXE_DEV ?? 'rxe0';
     const write = perftestBest('ib_write_bw', host, device);
@@ -264,14 +278,14 @@ function report(transport: Transport, host: string, mb: number, results: Round[]
       `load-from-peer ${pct(load)} with process start, ${pct(loadServer)} from connecting, ${pct(loadPages)} for the pages alone.\n`;
   }
   const table = rows.join('\n');
-  console.log(table + '\n' + limits);
+  console.log(`${storage}\n\n${table}\n${limits}`);
   if (process.argv.includes('--write')) {
     const heading = `## Snapshot transfer over ${transport}`;
     const command = transport === 'rdma'
-      ? `scripts/rxe-vm/run -- node dist/scripts/bench-transfer.js --transport rdma --mb ${mb} --write`
-      : `node dist/scripts/bench-transfer.js --transport tcp --mb ${mb} --write`;
+      ? `scripts/rxe-vm/run${process.env.POOLKV_VM_DISK !== undefined ? ' --disk 2G' : ''} -- node dist/scripts/bench-transfer.js --transport rdma --mb ${mb}${workDir} --write`
+      : `node dist/scripts/bench-transfer.js --transport tcp --mb ${mb}${workDir} --write`;
     // The notes on where the time goes (written by hand, after the figures) are kept.
-    writeSection(`${heading}\n\n\`${command}\` (${results.length} round(s), medians; ${os.cpus().length} CPUs)\n\n${table}\n${limits}\n`, heading,
+    writeSection(`${heading}\n\n\`${command}\` (${results.length} round(s), medians; ${os.cpus().length} CPUs; ${storage})\n\n${table}\n${limits}\n`, heading,
       'Where the RDMA time goes');
   }
 }

@@ -60,7 +60,7 @@ export function checkImageFits(h: ImageHeader, options: LoadOptions): void {
 }
 
 /** A fresh mapping of the image's pool size (memfd, or pool-path). */
-export function mapPoolFor(h: ImageHeader, options: LoadOptions): SharedMapping {
+export function mapPoolFor(h: Pick<ImageHeader, 'poolSize'>, options: LoadOptions): SharedMapping {
   return SharedMapping.open({ size: h.poolSize, path: options.path === '' ? undefined : options.path });
 }
 

@@ -52,12 +52,15 @@ export function listenLink(kind: LinkKind, opts: ListenOptions): Promise<LinkLis
  * device that reaches `hostForDevice`. Throws with the reason (e.g. the
  * memlock limit) so start-up can fail clearly. A no-op for TCP.
  */
-export async function registerPoolRegion(kind: LinkKind, region: Buffer[], hostForDevice: string): Promise<void> {
+export async function registerPoolRegion(kind: LinkKind, region: Buffer[], hostForDevice: string, populated = false): Promise<void> {
   if (kind !== 'rdma') return;
   // ibv_reg_mr faults every page in on one thread; fault them in on every CPU first.
-  const io = pageIo();
-  if (io !== null) {
-    await io.populatePages(region, Math.max(1, Math.min(8, os.availableParallelism())));
-  }
+  if (!populated) await populateRegion(region);
   await loadRdma().registerRdmaRegion(region, hostForDevice);
+}
+
+/** Fault every page of `region` in for writing on every CPU, off the event loop; false without the addon or the kernel's support. */
+export async function populateRegion(region: readonly Buffer[]): Promise<boolean> {
+  const io = pageIo();
+  return io !== null && io.populatePages(region, Math.max(1, Math.min(8, os.availableParallelism())));
 }

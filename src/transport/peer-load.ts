@@ -19,7 +19,7 @@ import type { SharedMapping } from '../pool/mapping';
 import type { Pool } from '../pool/pool';
 import { blockCrc, blockFieldsCrc, IMAGE_FORMAT_VERSION, ImageError, type ImageHeader, imageSize, ImageVerifier } from '../snapshot/image';
 import { attachLoadedPool, checkImageFits, type LoadedImage, type LoadHooks, type LoadOptions, mapPoolFor, pageView } from '../snapshot/load';
-import { connectLink, registerPoolRegion } from './links';
+import { connectLink, populateRegion, registerPoolRegion } from './links';
 import { describePeer, type PeerOptions } from './peer-sink';
 import { pageIo } from './native';
 import { LOAD_WINDOW, type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION } from './protocol';
@@ -36,10 +36,23 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
   const started = process.hrtime.bigint();
   const where = describePeer(options);
   const replyTimeout = options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
+  // RDMA registers the pool, which needs every page faulted in (and so zeroed by the kernel): seconds per
+  // GiB on a slow machine. The image is almost always of the configured pool size, so that pool is mapped
+  // and faulted in on other threads while we connect and ask for the image.
+  let early = options.kind === 'rdma' ? mapEarly(options) : null;
+  const dropEarly = async (): Promise<void> => {
+    const dropped = early;
+    early = null;
+    if (dropped !== null) {
+      await dropped.populated;
+      dropped.mapping.close();
+    }
+  };
   let link;
   try {
     link = await connectLink(options.kind, { host: options.host, port: options.port, timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
   } catch (err) {
+    await dropEarly();
     throw new Error(`${where} is unreachable: ${(err as Error).message}`);
   }
   const channel = new MessageChannel(link);
@@ -55,6 +68,7 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     const reply = await channel.next('IMAGE', replyTimeout);
     if (reply.type === 'no-image') {
       link.close('no image');
+      await dropEarly();
       return { found: false };
     }
     if (reply.type === 'refuse' || reply.type === 'failed') {
@@ -65,9 +79,17 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     const verifier = new ImageVerifier(reply.header);
     const h = verifier.header;
     checkImageFits(h, options);
-    mapping = mapPoolFor(h, options);
+    let populated = false;
+    if (early !== null && early.mapping.size === h.poolSize) {
+      mapping = early.mapping;
+      populated = await early.populated;
+      early = null;
+    } else {
+      await dropEarly();
+      mapping = mapPoolFor(h, options);
+    }
     const views = mapping.views;
-    await registerPoolRegion(options.kind, views, options.host);
+    await registerPoolRegion(options.kind, views, options.host, populated);
     await link.expose(POOL_REGION, views);
     hooks.onStart?.(h, imageSize(h));
     await channel.send({ type: 'ready', region: POOL_REGION, window: LOAD_WINDOW });
@@ -89,9 +111,21 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     }
     // A pool already handed out stays mapped: its owner exits without serving it.
     if (!handedOut) (mapping as SharedMapping | null)?.close();
+    await dropEarly();
     if (err instanceof ImageError || err instanceof PoolFormatError) throw new Error(`${where} sent an image that cannot be loaded: ${reason}`);
     throw new Error(reason.startsWith(where) ? reason : `${where}: ${reason}`);
   }
+}
+
+/** A pool of the configured size, being faulted in; null when it cannot be mapped now (the load maps one later). */
+function mapEarly(options: LoadOptions): { mapping: SharedMapping; populated: Promise<boolean> } | null {
+  let mapping: SharedMapping;
+  try {
+    mapping = mapPoolFor({ poolSize: options.poolSize }, options);
+  } catch {
+    return null;
+  }
+  return { mapping, populated: populateRegion(mapping.views).catch(() => false) };
 }
 
 /** The block stream: verify each page in place, credit it, attach the pool after the meta pages. */
