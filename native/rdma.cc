@@ -532,7 +532,10 @@ class RegisterWorker : public Napi::AsyncWorker {
     device_ = device->name;
     if (rdma::RegisterRegion(device, start_, length_, "pool memory", &registered_now_, &failure_) == nullptr) {
       SetError(failure_);
+      return;
     }
+    // The staging arena now too, not at the first connection: the first BGSAVE then pays no registration.
+    rdma::EnsureStagingArena(device);
   }
 
   // Settled with plain N-API calls: this can run while the environment is torn down.

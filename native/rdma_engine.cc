@@ -1418,6 +1418,10 @@ bool Listener::Bind(std::string* error) {
     return false;
   }
   port_ = ntohs(rdma_get_src_port(id_));
+  // Open the device and register its staging arena now rather than at the first connection (~0.5 s on a
+  // slow machine, which the first transfer would otherwise pay). Failure here only means it happens later.
+  std::string ignored;
+  if (Device* device = DeviceForHost(host_, &ignored)) EnsureStagingArena(device);
   return true;
 }
 

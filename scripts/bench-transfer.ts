@@ -215,6 +215,9 @@ async function main(): Promise<void> {
       const saveBlocksMs = Number((await nthLogMatch(receiverLog, /committed from .*\(blocks (\d+) ms/, round))[1]);
       const loadPagesMs = Number((await nthLogMatch(receiverLog, /loaded by .*\(pages (\d+) ms/, round))[1]);
       const loadServerMs = 1000 * Number((await nthLogMatch(serverLog, /DB loaded from .*: ([\d.]+) seconds/, round))[1]);
+      const savePhases = (await nthLogMatch(serverLog, /generation \d+ \((connect [^)]*)\)/, round))[1];
+      const loadPhases = (await nthLogMatch(serverLog, /Load from .*: (connect .*)/, round))[1];
+      console.log(`round ${round + 1}: server's save phases: ${savePhases}; load phases: ${loadPhases}`);
       results.push({ imageBytes: saved.bytes, bgsaveMs: saved.ms, loadMs, saveBlocksMs, loadPagesMs, loadServerMs });
       console.log(`round ${round + 1}: image ${(saved.bytes / 2 ** 20).toFixed(1)} MiB, BGSAVE ${saved.ms.toFixed(0)} ms ` +
         `(blocks ${saveBlocksMs} ms), load ${loadMs.toFixed(0)} ms (from connecting ${loadServerMs.toFixed(0)} ms, pages ${loadPagesMs} ms)`);

@@ -260,6 +260,7 @@ async function main(argv: string[]): Promise<void> {
     }
     image = result.image;
     note = ` (generation ${result.generation})`;
+    log.notice(`Load from ${from}: ${result.phases}`);
   }
   loading.loadedBytes = loading.totalBytes;
   loading.finish();

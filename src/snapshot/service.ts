@@ -307,6 +307,7 @@ export class SnapshotService {
   }
 
   private generationNote(sink: SnapshotSink): string {
+    if (sink instanceof PeerSink && sink.phases !== '') return `, generation ${sink.generation} (${sink.phases})`;
     return sink instanceof PeerSink || sink instanceof SyncPeerSink ? `, generation ${sink.generation}` : '';
   }
 

@@ -88,6 +88,10 @@ export class PeerSink implements SnapshotSink, ShipStats {
   private closed = false;
   /** The receiver sent FAILED: it expects us to close, without an answer. */
   private peerEnded = false;
+  /** When the link was up, the receiver's WELCOME came, and COMMIT went out (the phases in the log). */
+  private connectedAt = 0;
+  private welcomedAt = 0;
+  private commitAt = 0;
 
   constructor(private readonly options: PeerOptions) {
     this.description = `${describePeer(options)} (snapshot-name ${options.name})`;
@@ -103,6 +107,7 @@ export class PeerSink implements SnapshotSink, ShipStats {
     } catch (err) {
       throw new Error(`${where} is unreachable: ${(err as Error).message}`);
     }
+    this.connectedAt = Date.now();
     const channel = new MessageChannel(this.link);
     this.channel = channel;
     await channel.send({
@@ -125,6 +130,7 @@ export class PeerSink implements SnapshotSink, ShipStats {
     if (reply.slots < 1 || reply.slots > MAX_SLOTS || reply.slotBytes < BLOCK_HEADER_BYTES + PAGE_BYTES) {
       throw new Error(`${where}: protocol error: unusable landing ring (${reply.slots} slots of ${reply.slotBytes} bytes)`);
     }
+    this.welcomedAt = Date.now();
     this.region = reply.region;
     this.slotBytes = reply.slotBytes;
     for (let slot = 0; slot < reply.slots; slot++) this.freeSlots.push(slot);
@@ -175,7 +181,15 @@ export class PeerSink implements SnapshotSink, ShipStats {
     });
   }
 
+  /** "connect 412 ms, handshake 20 ms, blocks 6300 ms, commit 90 ms" once committed, else ''. */
+  get phases(): string {
+    if (!this.committed) return '';
+    return `connect ${this.connectedAt - this.startedAt} ms, handshake ${this.welcomedAt - this.connectedAt} ms, ` +
+      `blocks ${this.commitAt - this.welcomedAt} ms, commit ${this.finishedAt - this.commitAt} ms`;
+  }
+
   async commit(trailer: Buffer): Promise<void> {
+    this.commitAt = Date.now();
     await this.channel!.send({ type: 'commit', trailer }).catch((err: Error) => {
       throw this.linkFailure(err);
     });
