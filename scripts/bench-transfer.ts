@@ -237,7 +237,7 @@ async function main(): Promise<void> {
 /** The filesystem `dir` is on, as df -T names it. */
 function filesystemType(dir: string): string {
   try {
-    return execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
+    return execFileSync('df', ['--output=fstype', dir], { encoding: 'utf8' }).trim().split('\n').pop()!.trim();
   } catch {
     return 'an unknown filesystem';
   }
