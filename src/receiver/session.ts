@@ -118,11 +118,15 @@ class ServedImageFile {
     return this.native !== null;
   }
 
+  /** Where read() starts reading for bytes at `position`: the 4 KiB boundary at or below it with O_DIRECT. */
+  private spanStart(position: number): number {
+    return this.native === null ? position : position - (position % DIRECT_ALIGN);
+  }
+
   /** Size of the buffer read() needs for `length` bytes at `position`. */
   spanBytes(position: number, length: number): number {
     if (this.native === null) return length;
-    const start = position - (position % DIRECT_ALIGN);
-    return Math.ceil((position + length - start) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    return Math.ceil((position + length - this.spanStart(position)) / DIRECT_ALIGN) * DIRECT_ALIGN;
   }
 
   /**
@@ -130,7 +134,7 @@ class ServedImageFile {
    * on a 4 KiB boundary, as staging and alignedBuffer() memory does). Returns where they start in buf.
    */
   async read(buf: Buffer, position: number, length: number): Promise<number> {
-    const start = this.native === null ? position : position - (position % DIRECT_ALIGN);
+    const start = this.spanStart(position);
     const at = position - start;
     const span = this.spanBytes(position, length);
     let done = 0;
@@ -216,7 +220,6 @@ class SaveTransfer {
   private file: fs.promises.FileHandle | null = null;
   /** Set instead of `file` when the temp file is written with O_DIRECT. */
   private direct: DirectImageWriter | null = null;
-  private native: PageIoNative | null = null;
   private tempPath = '';
   private ring: Buffer | null = null;
   private slotBytes = 0;
@@ -277,9 +280,9 @@ class SaveTransfer {
       return;
     }
     this.tempPath = this.ctx.store.tempPath(this.name);
-    this.native = directIo();
+    const native = directIo();
     // null when the filesystem refuses O_DIRECT (tmpfs): then the page cache it is.
-    if (this.native !== null) this.direct = await DirectImageWriter.open(this.native, this.tempPath);
+    if (native !== null) this.direct = await DirectImageWriter.open(native, this.tempPath);
     if (this.direct === null) this.file = await fs.promises.open(this.tempPath, 'w', 0o644);
     const done = new Promise<void>((resolve) => { this.settle = resolve; });
     this.channel.onClose((reason) => {
@@ -368,7 +371,7 @@ class SaveTransfer {
     // A page number out of range fails checkBlockHeader below; no CRC is needed for that.
     // O_DIRECT: the payload is copied out of the ring into its chunk in the same pass as its CRC (threadpool).
     const crc = claimedPage >= h.pageCount ? Promise.resolve(0)
-      : target !== null ? this.native!.copyPageCrc(payload, target, blockFieldsCrc(claimedPage, payload.length))
+      : target !== null ? direct!.native.copyPageCrc(payload, target, blockFieldsCrc(claimedPage, payload.length))
         : blockCrcAsync(claimedPage, payload);
     crc.catch(() => {});
     const accepted = this.verified.then(async () => {

@@ -54,7 +54,7 @@ export class DirectImageWriter {
   private failure: Error | null = null;
   private size = 0;
 
-  private constructor(private readonly native: PageIoNative, private readonly handle: fs.promises.FileHandle) {}
+  private constructor(readonly native: PageIoNative, private readonly handle: fs.promises.FileHandle) {}
 
   /** Open `file` for O_DIRECT writing; null when the filesystem refuses O_DIRECT (EINVAL). */
   static async open(native: PageIoNative, file: string): Promise<DirectImageWriter | null> {
