@@ -368,6 +368,34 @@ describe('poolkv-receiver against misbehaving peers (tcp)', function () {
       .equals(Buffer.concat([image.encodedHeader, ...image.blocks.flatMap((b) => [b.header, b.payload]), image.trailer])));
   });
 
+  it('IMAGE gives a version 2 server the page extent (one past the last page) and a version 1 server the old IMAGE', async () => {
+    const { link, channel, welcome } = await startSave('extent');
+    for (let i = 0; i < image.blocks.length; i++) {
+      const s = i % welcome.slots;
+      if (i >= welcome.slots) assert.equal((await channel.next('CREDIT', 5000)).type, 'credit');
+      await link.write(welcome.region, s * welcome.slotBytes, [image.blocks[i]!.header, image.blocks[i]!.payload]);
+      await channel.send({ type: 'block', slot: s, index: i });
+    }
+    await channel.send({ type: 'commit', trailer: image.trailer });
+    let reply = await channel.next('COMMITTED', 5000);
+    while (reply.type === 'credit') reply = await channel.next('COMMITTED', 5000);
+    assert.equal(reply.type, 'committed');
+    link.close('done');
+    const lastPage = image.blocks[image.blocks.length - 1]!.header.readUInt32LE(4);
+    assert.ok(lastPage + 1 < image.header.pageCount, 'the test image leaves the top of its pool unused');
+    for (const protocolVersion of [1, 2]) {
+      const loader = await connectTcp({ host: r.host, port: r.port });
+      const loadChannel = new MessageChannel(loader);
+      await loadChannel.send({ type: 'hello', protocolVersion, role: 'load', name: 'extent', token: Buffer.from(TOKEN), formatVersion: IMAGE_FORMAT_VERSION, header: null });
+      const answer = await loadChannel.next('IMAGE', 5000);
+      assert.equal(answer.type, 'image');
+      const { pageExtent, header } = answer as Extract<Message, { type: 'image' }>;
+      assert.ok(header.equals(image.encodedHeader));
+      assert.equal(pageExtent, protocolVersion === 1 ? null : lastPage + 1, `version ${protocolVersion}`);
+      loader.close('done');
+    }
+  });
+
   it('an image whose header is fine but whose page size is not the pool page size is refused', async () => {
     const h = { ...image.header, pageSize: 4096, poolSize: image.header.pageCount * 4096 * 2 };
     const link = await connectTcp({ host: r.host, port: r.port });

@@ -15,7 +15,7 @@ import { DirectImageWriter } from '../transport/direct-file';
 import type { Link } from '../transport/link';
 import { type PageIoNative, pageIo } from '../transport/native';
 import {
-  type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION, RING_REGION, RING_SLOTS, snapshotNameProblem,
+  type Message, MessageChannel, MIN_PROTOCOL_VERSION, POOL_REGION, printable, PROTOCOL_VERSION, RING_REGION, RING_SLOTS, snapshotNameProblem,
   tokensEqual,
 } from '../transport/protocol';
 import type { ImageStore, StoredImage } from './store';
@@ -49,6 +49,11 @@ export interface SessionContext {
   /** A landing ring of `bytes` (reused across sessions: RDMA registers memory once). */
   acquireRing(bytes: number): Buffer;
   releaseRing(ring: Buffer): void;
+}
+
+/** Whether this receiver speaks protocol `version`. */
+function speaks(version: number): boolean {
+  return version >= MIN_PROTOCOL_VERSION && version <= PROTOCOL_VERSION;
 }
 
 function mib(bytes: number): string {
@@ -179,11 +184,11 @@ export class ReceiverSession {
       }
       const problem = this.checkHello(hello);
       if (problem !== null) {
-        await this.refuse(problem, hello.type === 'hello' && hello.protocolVersion === PROTOCOL_VERSION ? hello.name : undefined);
+        await this.refuse(problem, hello.type === 'hello' && speaks(hello.protocolVersion) ? hello.name : undefined);
         return;
       }
       if (hello.role === 'save') await new SaveTransfer(this.link, this.channel, this.ctx, hello).run();
-      else await new LoadTransfer(this.link, this.channel, this.ctx, hello.name).run();
+      else await new LoadTransfer(this.link, this.channel, this.ctx, hello.name, hello.protocolVersion).run();
     } catch (err) {
       this.ctx.log.warning(`Connection from ${this.peer} ended: ${(err as Error).message}`);
       this.link.close((err as Error).message);
@@ -192,8 +197,8 @@ export class ReceiverSession {
 
   /** Why a HELLO is not accepted, or null. The token is checked before anything else about the request. */
   private checkHello(hello: Extract<Message, { type: 'hello' }>): string | null {
-    if (hello.protocolVersion !== PROTOCOL_VERSION) {
-      return `protocol version ${hello.protocolVersion} not supported (this receiver speaks version ${PROTOCOL_VERSION})`;
+    if (!speaks(hello.protocolVersion)) {
+      return `protocol version ${hello.protocolVersion} not supported (this receiver speaks versions ${MIN_PROTOCOL_VERSION} to ${PROTOCOL_VERSION})`;
     }
     if (!tokensEqual(hello.token, this.ctx.token)) return 'wrong auth token';
     const nameProblem = snapshotNameProblem(hello.name);
@@ -511,6 +516,8 @@ class LoadTransfer {
     private readonly channel: MessageChannel,
     private readonly ctx: SessionContext,
     private readonly name: string,
+    /** The server's protocol version: IMAGE carries the page extent from version 2. */
+    private readonly serverVersion: number,
   ) {}
 
   private get peer(): string {
@@ -546,7 +553,8 @@ class LoadTransfer {
     /** Writes posted and not yet completed (each gives its buffer back when done). */
     const writes = new Set<Promise<void>>();
     try {
-      await this.channel.send({ type: 'image', generation: image.generation, header: image.encodedHeader });
+      const pageExtent = this.serverVersion >= 2 ? await this.pageExtent(file, image) : null;
+      await this.channel.send({ type: 'image', generation: image.generation, header: image.encodedHeader, pageExtent });
       const ready = await this.channel.next('READY', IDLE_TIMEOUT_MS);
       if (ready.type === 'failed') throw new Error(`the server gave up: ${printable(ready.reason)}`);
       if (ready.type !== 'ready') throw new Error(`protocol error: expected READY, got ${ready.type.toUpperCase()}`);
@@ -617,6 +625,19 @@ class LoadTransfer {
       await Promise.allSettled([...writes]);
       await file.close().catch(() => {});
     }
+  }
+
+  /** One past the highest page of the image: its last block's, as blocks come in ascending page order. */
+  private async pageExtent(file: ServedImageFile, image: StoredImage): Promise<number> {
+    const h = image.header;
+    const position = imageBlockOffset(h, h.blockCount - 1);
+    const span = file.buffer(position, BLOCK_HEADER_BYTES);
+    const at = await file.read(span, position, BLOCK_HEADER_BYTES);
+    const page = span.readUInt32LE(at + 4);
+    if (page >= h.pageCount) {
+      throw new Error(`image '${this.name}' generation ${image.generation} is damaged: its last block names page ${page}`);
+    }
+    return page + 1;
   }
 
   private listen(): void {

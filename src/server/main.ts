@@ -246,7 +246,7 @@ async function main(argv: string[]): Promise<void> {
   } else {
     log.notice(`Loading the pool image '${peer!.name}' from ${from}`);
     let result: PeerLoadResult;
-    registered = peer!.kind === 'rdma'; // loadFromPeer registers the pool it maps before exposing it
+    registered = peer!.kind === 'rdma'; // loadFromPeer registers the part of the pool the image fills before exposing it
     try {
       result = await loadFromPeer({ ...peer!, ...loadOptions }, hooks);
     } catch (err) {

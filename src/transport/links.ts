@@ -52,10 +52,10 @@ export function listenLink(kind: LinkKind, opts: ListenOptions): Promise<LinkLis
  * device that reaches `hostForDevice`. Throws with the reason (e.g. the
  * memlock limit) so start-up can fail clearly. A no-op for TCP.
  */
-export async function registerPoolRegion(kind: LinkKind, region: Buffer[], hostForDevice: string, populated = false): Promise<void> {
+export async function registerPoolRegion(kind: LinkKind, region: Buffer[], hostForDevice: string): Promise<void> {
   if (kind !== 'rdma') return;
   // ibv_reg_mr faults every page in on one thread; fault them in on every CPU first.
-  if (!populated) await populateRegion(region);
+  await populateRegion(region);
   await loadRdma().registerRdmaRegion(region, hostForDevice);
 }
 

@@ -1,8 +1,10 @@
 // Loading the pool from a poolkv-receiver at start-up (the LOAD conversation
 // of docs/snapshot-protocol.md):
 //
-//   HELLO{load, name, token}  →  IMAGE{generation, header} | NO_IMAGE | REFUSE | FAILED
-//   map a pool of the image's geometry, expose it as POOL_REGION, READY{window}
+//   HELLO{load, name, token}  →  IMAGE{generation, header, page extent} | NO_IMAGE | REFUSE | FAILED
+//   map a pool of the image's geometry, expose the part of it below the page
+//   extent as POOL_REGION (over RDMA registered, so faulted in: the rest of
+//   a large pool is never touched), READY{window}
 //   the receiver write()s each page straight to page * PAGE_BYTES in the pool
 //   and announces it with LOAD_BLOCK{index, block header}; the page's CRC is
 //   computed in place off the event loop (several pages at once), blocks are
@@ -19,7 +21,7 @@ import type { SharedMapping } from '../pool/mapping';
 import type { Pool } from '../pool/pool';
 import { blockCrc, blockFieldsCrc, IMAGE_FORMAT_VERSION, ImageError, type ImageHeader, imageSize, ImageVerifier } from '../snapshot/image';
 import { attachLoadedPool, checkImageFits, type LoadedImage, type LoadHooks, type LoadOptions, mapPoolFor, pageView } from '../snapshot/load';
-import { connectLink, populateRegion, registerPoolRegion } from './links';
+import { connectLink, registerPoolRegion } from './links';
 import { describePeer, type PeerOptions } from './peer-sink';
 import { pageIo } from './native';
 import { LOAD_WINDOW, type Message, MessageChannel, POOL_REGION, printable, PROTOCOL_VERSION } from './protocol';
@@ -28,7 +30,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 const DEFAULT_REPLY_TIMEOUT_MS = 30000;
 
 export type PeerLoadResult =
-  /** phases: where the time went, for the log ("connect 410 ms, image 25 ms, pool 900 ms (faulted in while connecting), pages 6100 ms"). */
+  /** phases: where the time went, for the log ("connect 410 ms, image 25 ms, pool 900 ms (320 of 384 pages exposed), pages 6100 ms"). */
   | { found: true; image: LoadedImage; generation: number; phases: string }
   | { found: false };
 
@@ -37,23 +39,10 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
   const started = process.hrtime.bigint();
   const where = describePeer(options);
   const replyTimeout = options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS;
-  // RDMA registers the pool, which needs every page faulted in (and so zeroed by the kernel): seconds per
-  // GiB on a slow machine. The image is almost always of the configured pool size, so that pool is mapped
-  // and faulted in on other threads while we connect and ask for the image.
-  let early = options.kind === 'rdma' ? mapEarly(options) : null;
-  const dropEarly = async (): Promise<void> => {
-    const dropped = early;
-    early = null;
-    if (dropped !== null) {
-      await dropped.populated;
-      dropped.mapping.close();
-    }
-  };
   let link;
   try {
     link = await connectLink(options.kind, { host: options.host, port: options.port, timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
   } catch (err) {
-    await dropEarly();
     throw new Error(`${where} is unreachable: ${(err as Error).message}`);
   }
   const connectedAt = process.hrtime.bigint();
@@ -70,7 +59,6 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     const reply = await channel.next('IMAGE', replyTimeout);
     if (reply.type === 'no-image') {
       link.close('no image');
-      await dropEarly();
       return { found: false };
     }
     if (reply.type === 'refuse' || reply.type === 'failed') {
@@ -82,30 +70,28 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     const verifier = new ImageVerifier(reply.header);
     const h = verifier.header;
     checkImageFits(h, options);
-    let populated = false;
-    if (early !== null && early.mapping.size === h.poolSize) {
-      mapping = early.mapping;
-      populated = await early.populated;
-      early = null;
-    } else {
-      await dropEarly();
-      mapping = mapPoolFor(h, options);
+    // Version 1 receivers send no extent: then the whole pool is exposed.
+    const pageExtent = reply.pageExtent ?? h.pageCount;
+    if (pageExtent < h.metaPages || pageExtent > h.pageCount) {
+      throw new Error(`protocol error: IMAGE gives a page extent of ${pageExtent} (the image has ${h.metaPages} meta pages of ${h.pageCount})`);
     }
-    const views = mapping.views;
-    await registerPoolRegion(options.kind, views, options.host, populated);
-    await link.expose(POOL_REGION, views);
+    mapping = mapPoolFor(h, options);
+    // RDMA registration faults in every page it covers (the kernel zeroes each): only what the image fills.
+    const region = prefixOf(mapping.views, pageExtent * h.pageSize);
+    await registerPoolRegion(options.kind, region, options.host);
+    await link.expose(POOL_REGION, region);
     hooks.onStart?.(h, imageSize(h));
     const readyAt = process.hrtime.bigint();
     await channel.send({ type: 'ready', region: POOL_REGION, window: LOAD_WINDOW });
     const m = mapping;
-    const pool = await receiveBlocks(channel, verifier, m, replyTimeout, hooks, () => { handedOut = true; }, () => { peerEnded = true; });
+    const pool = await receiveBlocks(channel, verifier, m, pageExtent, replyTimeout, hooks, () => { handedOut = true; }, () => { peerEnded = true; });
     // LOADED is out; the receiver closes once it has read it.
     await channel.closeAfterPeer('loaded');
     const now = process.hrtime.bigint();
     const seconds = Number(now - started) / 1e9;
     const ms = (from: bigint, to: bigint): number => Math.round(Number(to - from) / 1e6);
-    const phases = `connect ${ms(started, connectedAt)} ms, image ${ms(connectedAt, imageAt)} ms, pool ${ms(imageAt, readyAt)} ms` +
-      `${populated ? ' (faulted in while connecting)' : ''}, pages ${ms(readyAt, now)} ms`;
+    const phases = `connect ${ms(started, connectedAt)} ms, image ${ms(connectedAt, imageAt)} ms, ` +
+      `pool ${ms(imageAt, readyAt)} ms (${pageExtent} of ${h.pageCount} pages exposed), pages ${ms(readyAt, now)} ms`;
     return { found: true, image: { pool, mapping: m, header: h, seconds }, generation: reply.generation, phases };
   } catch (err) {
     const reason = (err as Error).message;
@@ -119,21 +105,21 @@ export async function loadFromPeer(options: PeerOptions & LoadOptions, hooks: Lo
     }
     // A pool already handed out stays mapped: its owner exits without serving it.
     if (!handedOut) (mapping as SharedMapping | null)?.close();
-    await dropEarly();
     if (err instanceof ImageError || err instanceof PoolFormatError) throw new Error(`${where} sent an image that cannot be loaded: ${reason}`);
     throw new Error(reason.startsWith(where) ? reason : `${where}: ${reason}`);
   }
 }
 
-/** A pool of the configured size, being faulted in; null when it cannot be mapped now (the load maps one later). */
-function mapEarly(options: LoadOptions): { mapping: SharedMapping; populated: Promise<boolean> } | null {
-  let mapping: SharedMapping;
-  try {
-    mapping = mapPoolFor({ poolSize: options.poolSize }, options);
-  } catch {
-    return null;
+/** The first `bytes` of the pool's views (each view holds whole pages). */
+function prefixOf(views: readonly Buffer[], bytes: number): Buffer[] {
+  const region: Buffer[] = [];
+  let left = bytes;
+  for (const view of views) {
+    if (left <= 0) break;
+    region.push(left >= view.length ? view : view.subarray(0, left));
+    left -= view.length;
   }
-  return { mapping, populated: populateRegion(mapping.views).catch(() => false) };
+  return region;
 }
 
 /** The block stream: verify each page in place, credit it, attach the pool after the meta pages. */
@@ -141,6 +127,7 @@ function receiveBlocks(
   channel: MessageChannel,
   verifier: ImageVerifier,
   mapping: SharedMapping,
+  pageExtent: number,
   replyTimeout: number,
   hooks: LoadHooks,
   onHandedOut: () => void,
@@ -205,6 +192,9 @@ function receiveBlocks(
           announced++;
           const blockHeader = m.blockHeader;
           const page = blockHeader.length >= 8 ? blockHeader.readUInt32LE(4) : h.pageCount;
+          if (page >= pageExtent && page < h.pageCount) {
+            throw new Error(`block ${m.index} names page ${page}, beyond the page extent ${pageExtent} the receiver gave (a damaged image or a broken receiver)`);
+          }
           // An out-of-range page fails checkBlockHeader (in order, below) before any CRC is needed.
           let crc: Promise<number> = Promise.resolve(0);
           if (page < h.pageCount) {

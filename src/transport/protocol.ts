@@ -10,7 +10,12 @@ import { createHash, timingSafeEqual } from 'crypto';
 import { BLOCK_HEADER_BYTES, IMAGE_HEADER_BYTES, TRAILER_BYTES } from '../snapshot/image';
 import type { Link } from './link';
 
-export const PROTOCOL_VERSION = 1;
+/**
+ * Version 2 added IMAGE's page extent. A receiver speaks every version from MIN_PROTOCOL_VERSION up, so
+ * servers of an older release keep working with a newer receiver (upgrade receivers first).
+ */
+export const PROTOCOL_VERSION = 2;
+export const MIN_PROTOCOL_VERSION = 1;
 /** Region the receiver exposes for a SAVE: the landing ring. */
 export const RING_REGION = 1;
 /** Region the server exposes for a LOAD: its whole pool. */
@@ -58,8 +63,11 @@ export type Message =
   | { type: 'committed'; generation: number }
   /** either way: the transfer is abandoned, and why. */
   | { type: 'failed'; reason: string }
-  /** receiver → server (load): the current image's header and generation. */
-  | { type: 'image'; generation: number; header: Buffer }
+  /**
+   * receiver → server (load): the current image's header and generation; from version 2 also its page
+   * extent, one past the highest page the image carries (the server exposes only the pool below it).
+   */
+  | { type: 'image'; generation: number; header: Buffer; pageExtent: number | null }
   /** receiver → server (load): no image under this name. */
   | { type: 'no-image' }
   /** server → receiver (load): the pool is exposed as `region`; send at most `window` blocks ahead. */
@@ -110,6 +118,7 @@ class Reader {
   private need(n: number): void {
     if (this.at + n > this.b.length) throw new ProtocolError(`${this.what} message is truncated (${this.b.length} bytes)`);
   }
+  remaining(): number { return this.b.length - this.at; }
   u8(): number { this.need(1); return this.b[this.at++]!; }
   u16(): number { this.need(2); const v = this.b.readUInt16LE(this.at); this.at += 2; return v; }
   u32(): number { this.need(4); const v = this.b.readUInt32LE(this.at); this.at += 4; return v; }
@@ -142,7 +151,10 @@ export function encodeMessage(m: Message): Buffer {
     case 'credit': w.u32(m.slot); break;
     case 'commit': case 'end': w.bytes(m.trailer); break;
     case 'committed': w.u32(m.generation); break;
-    case 'image': w.u32(m.generation).bytes(m.header); break;
+    case 'image':
+      w.u32(m.generation).bytes(m.header);
+      if (m.pageExtent !== null) w.u32(m.pageExtent);
+      break;
     case 'no-image': case 'loaded': break;
     case 'ready': w.u32(m.region).u32(m.window); break;
     case 'load-block': w.u32(m.index).bytes(m.blockHeader); break;
@@ -161,7 +173,7 @@ export function decodeMessage(b: Buffer): Message {
   switch (type) {
     case 'hello': {
       const protocolVersion = r.u16();
-      if (protocolVersion !== PROTOCOL_VERSION) {
+      if (protocolVersion < MIN_PROTOCOL_VERSION || protocolVersion > PROTOCOL_VERSION) {
         // Whatever follows is another version's business.
         return { type, protocolVersion, role: 'save', name: '', token: Buffer.alloc(0), formatVersion: 0, header: null };
       }
@@ -181,7 +193,7 @@ export function decodeMessage(b: Buffer): Message {
     case 'credit': m = { type, slot: r.u32() }; break;
     case 'commit': case 'end': m = { type, trailer: r.bytes(TRAILER_BYTES) }; break;
     case 'committed': m = { type, generation: r.u32() }; break;
-    case 'image': m = { type, generation: r.u32(), header: r.bytes(IMAGE_HEADER_BYTES) }; break;
+    case 'image': m = { type, generation: r.u32(), header: r.bytes(IMAGE_HEADER_BYTES), pageExtent: r.remaining() > 0 ? r.u32() : null }; break;
     case 'no-image': case 'loaded': m = { type }; break;
     case 'ready': m = { type, region: r.u32(), window: r.u32() }; break;
     case 'load-block': m = { type, index: r.u32(), blockHeader: r.bytes(BLOCK_HEADER_BYTES) }; break;

@@ -190,6 +190,11 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       const b = await loadInto(r, 'app', pool);
       await logged(b, new RegExp(`Loading the pool image 'app' from ${transport} peer`));
       await logged(b, new RegExp(`DB loaded from ${transport} peer .* \\(generation 1\\): \\d+\\.\\d{3} seconds`));
+      // Only the pool below the image's last page is exposed (over RDMA: registered, so faulted in).
+      const exposed = /Load from .*: connect \d+ ms, image \d+ ms, pool \d+ ms \((\d+) of (\d+) pages exposed\)/.exec(b.output());
+      assert.ok(exposed, b.output().slice(-2000));
+      const [extent, pages] = [Number(exposed[1]), Number(exposed[2])];
+      assert.ok(extent > 1 && extent < pages, `${extent} of ${pages} pages exposed`);
       const loaded = await readDataset(b.port, spec.dbs);
       assert.equal(keyCount(loaded), keyCount(before));
       assert.deepEqual(loaded, sortedModel(before), 'the loaded dataset is the one at BGSAVE');
@@ -221,7 +226,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
       const files = [direct, buffered].map((r) => path.join(r.dir, 'modes', 'gen-000000000001.pool'));
       assert.equal(fs.statSync(files[0]!).size, fs.statSync(files[1]!).size, 'both images have the same length');
       for (const [i, r] of [direct, buffered].entries()) {
-        // The second load has a larger pool-size than the image's pool: the pool RDMA maps early is not the one loaded.
+        // The second load has a larger pool-size than the image's pool: the image's own geometry is what is mapped.
         const b = await loadInto(r, 'modes', i === 0 ? pool : `${2 * parseInt(pool, 10)}mb`);
         assert.deepEqual(await readDataset(b.port, spec.dbs), sortedModel(models[i]!), `served by the ${i === 0 ? 'default' : 'buffered'} receiver`);
         await r.waitForLog(/Image 'modes' generation 1 loaded by/);
@@ -326,7 +331,7 @@ export function definePeerScenarios(transport: 'tcp' | 'rdma', host: string, opt
 
     it('HELLOs with another protocol or image format version, a bad name or a damaged header are refused with the reason', async () => {
       const r = await receiver();
-      assert.equal(await probe(r, hello({ protocolVersion: 99 })), 'refuse: protocol version 99 not supported (this receiver speaks version 1)');
+      assert.equal(await probe(r, hello({ protocolVersion: 99 })), 'refuse: protocol version 99 not supported (this receiver speaks versions 1 to 2)');
       assert.equal(await probe(r, hello({ formatVersion: 7 })), `refuse: image format version 7 not supported (this receiver stores version ${IMAGE_FORMAT_VERSION})`);
       assert.match(await probe(r, hello({ name: '../../etc' })), /^refuse: snapshot name "\.\.\/\.\.\/etc" is not valid/);
       assert.match(await probe(r, hello({ name: '' })), /^refuse: snapshot name "" is not valid/);
