@@ -270,7 +270,8 @@ function report(transport: Transport, host: string, mb: number, results: Round[]
     `| load: the pages, READY to LOADED (receiver's log) | ${loadPages} ms | ${mibs(loadPages).toFixed(1)} |`,
   ];
   let limits = '';
-  const workDir = process.argv.includes('--work-dir') ? ` --work-dir ${stringArg('work-dir', '')}` : '';
+  const workDir = (process.argv.includes('--work-dir') ? ` --work-dir ${stringArg('work-dir', '')}` : '') +
+    (process.argv.includes('--rounds') ? ` --rounds ${results.length}` : '');
   if (transport === 'rdma') {
     const device = process.env.RXE_DEV ?? 'rxe0';
     const write = perftestBest('ib_write_bw', host, device);
