@@ -79,6 +79,60 @@ describe('maxmemory and eviction', function () {
     assert.ok(count(hot) > count(cold) + 50, `recently used keys survive more (hot ${count(hot)}, cold ${count(cold)})`);
   });
 
+  it('when the mix of value sizes shifts, pages move to the size class that needs them: no write is refused (as redis-server), the keys left read back intact', async () => {
+    // Small values fill the pool and are evicted from, which frees chunks all over their pages but drains
+    // none; then values of another size class need pages. memcached's page mover empties a page for them.
+    const small = (i: number) => `small-${i}-`.padEnd(200, 's');
+    const big = (i: number) => `big-${i}-`.padEnd(60_000, String.fromCharCode(97 + (i % 26)));
+    const smallWrites = Array.from({ length: 60_000 }, (_, i) => ['SET', `s${i}`, small(i), ...(i % 3 === 0 ? ['EX', '100000'] : [])]);
+    const bigWrites = Array.from({ length: 150 }, (_, i) => ['SET', `b${i}`, big(i)]);
+    server = await startPoolkv(['--pool-size', '16mb', '--maxmemory', '15mb', '--maxmemory-policy', 'allkeys-lru']);
+    const redis = await startRedis(['--maxmemory', '15mb', '--maxmemory-policy', 'allkeys-lru']);
+    try {
+      for (const target of [server, redis]) {
+        for (let at = 0; at < smallWrites.length; at += 10_000) {
+          assert.ok(!(await pipeline(target.port, smallWrites.slice(at, at + 10_000))).includes('-'), 'no small write refused');
+        }
+      }
+      assert.ok((await info(server.port, 'evicted_keys')) > 0, 'the small values alone overflow maxmemory');
+      // Let the small keys idle (the LRU clock ticks in seconds), then the big ones arrive.
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      for (const target of [server, redis]) {
+        for (let at = 0; at < bigWrites.length; at += 50) {
+          const replies = await pipeline(target.port, bigWrites.slice(at, at + 50));
+          assert.ok(!replies.includes('-'), `no big write refused by ${target === server ? 'poolkv' : 'redis-server'}: ${replies.slice(0, 200)}`);
+        }
+      }
+    } finally {
+      await redis.stop();
+    }
+    const slabs = await cmd(server.port, 'INFO', 'slabs');
+    const bigClass = /slab\d+:chunk_size=(\d+),chunks_per_page=\d+,total_pages=(\d+)/g;
+    let bigPages = 0;
+    for (const m of slabs.matchAll(bigClass)) if (Number(m[1]) >= 60_000) bigPages += Number(m[2]);
+    assert.ok(bigPages >= 5, `pages moved to the big values' class:\n${slabs}`);
+    assert.ok(Number(/slabs_moved:(\d+)/.exec(slabs)?.[1]) >= 1, slabs);
+    // Whatever is left is intact, small and big; the newest big values survived (the old small keys went first).
+    const smallLeft = await pipeline(server.port, Array.from({ length: 60_000 }, (_, i) => ['GET', `s${i}`]));
+    let smallCount = 0;
+    for (const [i, reply] of smallLeft.split(/\r\n(?=\$)/).entries()) {
+      if (reply.startsWith('$-1')) continue;
+      assert.equal(reply.replace(/\r\n$/, ''), `$200\r\n${small(i)}`, `s${i}`);
+      smallCount++;
+    }
+    assert.ok(smallCount > 1000, `small keys remain (${smallCount})`);
+    let newestBig = 0;
+    for (let i = 0; i < bigWrites.length; i++) {
+      const reply = await cmd(server.port, 'GET', `b${i}`);
+      if (reply === '$-1\r\n') continue;
+      assert.equal(reply, `$60000\r\n${big(i)}\r\n`, `b${i}`);
+      if (i >= bigWrites.length - 40) newestBig++;
+    }
+    assert.ok(newestBig >= 36, `the newest big values are kept (${newestBig} of the last 40)`);
+    const ttl = Number((await cmd(server.port, 'TTL', 's0')).slice(1));
+    assert.ok(ttl === -2 || ttl > 99_000, `a moved key keeps its TTL (${ttl})`);
+  });
+
   it('volatile-ttl evicts the keys closest to expiring; volatile-* without volatile keys refuses with OOM', async () => {
     server = await startPoolkv(['--maxmemory', '4mb', '--maxmemory-policy', 'volatile-ttl']);
     await pipeline(server.port, Array.from({ length: 1500 }, (_, i) => ['SET', `soon${i}`, value, 'EX', String(100 + i)]));

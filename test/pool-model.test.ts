@@ -279,6 +279,31 @@ describe('pool: keyspace model (against a Map)', function () {
     }
   });
 
+  it('a table that should shrink in a pool with no chunk of the smaller size keeps its size (the cron does not throw)', () => {
+    const pool = Pool.open({ size: 8 * MiB, databases: 1 });
+    try {
+      const ks = new Keyspace(pool);
+      const db = ks.db(0);
+      for (let i = 0; i < 20_000; i++) db.setString(Buffer.from(`k${i}`), Buffer.from('v'), 0);
+      while (db.dict.rehash(1000));
+      // 200 keys stay: the shrunk table would be 256 buckets, a size class with no page.
+      for (let i = 200; i < 20_000; i++) db.deleteKey(Buffer.from(`k${i}`));
+      // The drained pages go to values of whole pages until none is left.
+      let n = 0;
+      assert.throws(() => {
+        for (;;) db.setString(Buffer.from(`page${n++}`), pattern(n, 900_000), 0);
+      }, PoolFullError);
+      assert.equal(pool.allocator.freePages(), 0);
+      const buckets = db.dict.buckets();
+      assert.doesNotThrow(() => db.dict.shrinkIfNeeded());
+      assert.equal(db.dict.buckets(), buckets, 'no smaller table could be allocated');
+      assert.doesNotThrow(() => ks.rehashCron(5));
+      assert.equal(db.size(), 200 + n - 1);
+    } finally {
+      pool.close();
+    }
+  });
+
   it('SCAN returns every key present throughout, across growth between calls', () => {
     const pool = Pool.open({ size: 64 * MiB, databases: 1 });
     try {

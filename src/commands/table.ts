@@ -27,6 +27,8 @@ const MISCONF_ERROR = "MISCONF Redis is configured to save RDB snapshots, but it
   'if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.';
 const NOAUTH_ERROR = 'NOAUTH Authentication required.';
 const INTERNAL_ERROR = 'ERR internal error';
+/** Largest batch of slab pages emptied before one retry of a write that found the pool full (1, 2, 4, ... 2048). */
+const MAX_PAGES_RECLAIMED = 2048;
 const MINUS = 0x2d;
 
 /** A command (or subcommand) as the table holds it: its declaration plus INFO commandstats counters. */
@@ -268,17 +270,23 @@ export class CommandTable {
 
     const mark = reply.length;
     const started = performance.now();
-    try {
-      handler(ctx, argv);
-    } catch (err) {
-      reply.rewind(mark);
-      if (err instanceof PoolFullError) {
-        reply.error(OOM_ERROR);
-      } else {
-        server.log.warning(`Command '${entry.fullName}' failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-        reply.error(INTERNAL_ERROR);
-        server.stats.unexpectedErrorReplies++;
+    // A command that fails with PoolFullError has changed nothing, so after the evictor empties pages of
+    // other size classes it runs again: 1, 2, 4, ... pages each time, for values that need many pages.
+    for (let reclaim = 1; ; reclaim *= 2) {
+      try {
+        handler(ctx, argv);
+      } catch (err) {
+        reply.rewind(mark);
+        if (err instanceof PoolFullError) {
+          if (reclaim <= MAX_PAGES_RECLAIMED && server.evictor.reclaimPages(reclaim)) continue;
+          reply.error(OOM_ERROR);
+        } else {
+          server.log.warning(`Command '${entry.fullName}' failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+          reply.error(INTERNAL_ERROR);
+          server.stats.unexpectedErrorReplies++;
+        }
       }
+      break;
     }
     entry.usec += Math.round((performance.now() - started) * 1000);
     entry.calls++;

@@ -55,6 +55,8 @@ export class SlabAllocator {
   readonly pageCount: number;
   readonly metaPages: number;
   readonly classCount: number;
+  /** A page being emptied by beginDrain(): out of its class's partial list, so alloc() never picks it. */
+  private draining = 0;
 
   constructor(private readonly mem: PoolMemory) {
     this.pageCount = mem.u32(0, W_PAGE_COUNT);
@@ -232,7 +234,7 @@ export class SlabAllocator {
     this.addUsed(-this.chunkSize[cls]!);
     if (used === 0) {
       // Page drained: hand it back to the pool so any class can use it.
-      if (mem.u32(p, P_USED) !== this.chunksPerPage[cls]) this.unlinkPartial(cref, page);
+      if (mem.u32(p, P_USED) !== this.chunksPerPage[cls] && page !== this.draining) this.unlinkPartial(cref, page);
       mem.setU32(cref, C_PAGES, mem.u32(cref, C_PAGES) - 1);
       mem.setU32(p, P_USED, 0);
       this.releasePage(page);
@@ -240,8 +242,91 @@ export class SlabAllocator {
     }
     mem.setU32(ref, 0, mem.u32(p, P_FREE_HEAD));
     mem.setU32(p, P_FREE_HEAD, index + 1);
-    if (mem.u32(p, P_USED) === this.chunksPerPage[cls]) this.linkPartial(cref, page);
+    if (mem.u32(p, P_USED) === this.chunksPerPage[cls] && page !== this.draining) this.linkPartial(cref, page);
     mem.setU32(p, P_USED, used);
+  }
+
+  // ---- emptying a page for another class (memcached's slab page mover) -------------------------
+
+  /** Visit every slab page: its number, class, chunk size, chunks in use and chunks per page. */
+  forEachSlabPage(visit: (page: number, cls: number, chunkSize: number, used: number, perPage: number) => void): void {
+    const mem = this.mem;
+    const end = mem.u32(0, W_UNTOUCHED_PAGE);
+    for (let page = this.metaPages; page < end; page++) {
+      const p = this.pageRef(page);
+      const cls = mem.u32(p, P_CLASS);
+      if (cls >= 1 && cls <= this.classCount) visit(page, cls, this.chunkSize[cls]!, mem.u32(p, P_USED), this.chunksPerPage[cls]!);
+    }
+  }
+
+  /** As alloc(), from a page the class already has (never a free page); 0 when none has room. */
+  allocFromClassPages(size: number): number {
+    const cls = this.classFor(size);
+    return cls !== 0 && this.mem.u32(this.classRef(cls), C_PARTIAL_HEAD) !== 0 ? this.alloc(size) : 0;
+  }
+
+  /** Chunks of slab page `page` handed out at least once (in use or on its free list). */
+  carvedChunksOf(page: number): number {
+    return this.mem.u32(this.pageRef(page), P_CARVED);
+  }
+
+  /** Ref of chunk `index` of slab page `page`. */
+  chunkRef(page: number, index: number): number {
+    return refOfPage(page) + index * this.chunkUnits[this.mem.u32(this.pageRef(page), P_CLASS)]!;
+  }
+
+  /** The page a ref lies in. */
+  pageOf(ref: number): number {
+    return ref >>> PAGE_UNIT_SHIFT;
+  }
+
+  /** Free chunks of class `cls` over all its pages. */
+  freeChunksOf(cls: number): number {
+    const cref = this.classRef(cls);
+    return this.mem.u32(cref, C_PAGES) * this.chunksPerPage[cls]! - this.mem.u32(cref, C_USED_CHUNKS);
+  }
+
+  /** Refs of the chunks of slab page `page` that are in use (carved and not on its free list). */
+  usedChunksOf(page: number): number[] {
+    const mem = this.mem;
+    const p = this.pageRef(page);
+    const cls = mem.u32(p, P_CLASS);
+    if (cls < 1 || cls > this.classCount) return [];
+    const carved = mem.u32(p, P_CARVED);
+    const units = this.chunkUnits[cls]!;
+    const base = refOfPage(page);
+    const free = new Uint8Array(carved);
+    for (let next = mem.u32(p, P_FREE_HEAD); next !== 0; next = mem.u32(base + (next - 1) * units, 0)) free[next - 1] = 1;
+    const used: number[] = [];
+    for (let i = 0; i < carved; i++) if (free[i] === 0) used.push(base + i * units);
+    return used;
+  }
+
+  /**
+   * Take slab page `page` out of its class's list of pages with room: until endDrain(), alloc() hands out
+   * chunks of other pages only, and freeing this page's last chunk returns it to the pool as usual.
+   */
+  beginDrain(page: number): void {
+    if (this.draining !== 0) throw new Error('beginDrain: a page is already being drained');
+    const mem = this.mem;
+    const p = this.pageRef(page);
+    const cls = mem.u32(p, P_CLASS);
+    if (cls < 1 || cls > this.classCount) throw new Error(`beginDrain: page ${page} is not a slab page`);
+    if (mem.u32(p, P_USED) !== this.chunksPerPage[cls]) this.unlinkPartial(this.classRef(cls), page);
+    this.draining = page;
+  }
+
+  /** End beginDrain(): a page that still holds chunks goes back on its class's list if it has room. True when it was emptied. */
+  endDrain(): boolean {
+    const page = this.draining;
+    this.draining = 0;
+    if (page === 0) return false;
+    const mem = this.mem;
+    const p = this.pageRef(page);
+    const cls = mem.u32(p, P_CLASS);
+    if (cls < 1 || cls > this.classCount) return true; // released to the pool
+    if (mem.u32(p, P_USED) !== this.chunksPerPage[cls]) this.linkPartial(this.classRef(cls), page);
+    return false;
   }
 
   /** A whole 1 MiB page (large values, big hash-table segments). */

@@ -309,7 +309,10 @@ function slabsSection(server: ServerContext, out: Lines): void {
   const classes = server.pool.allocator.classStats();
   let pages = 0;
   for (const cls of classes) pages += cls.pages;
-  out.push('# Slabs', `active_slabs:${classes.length}`, `total_slab_pages:${pages}`);
+  const mover = server.evictor.slabMover;
+  // slabs_moved as memcached's stats; rescued: entries moved to another page of their class instead of evicted.
+  out.push('# Slabs', `active_slabs:${classes.length}`, `total_slab_pages:${pages}`,
+    `slabs_moved:${mover.pagesMoved}`, `slab_entries_rescued:${mover.rescuedEntries}`);
   for (const cls of classes) {
     out.push(`slab${cls.id}:chunk_size=${cls.chunkSize},chunks_per_page=${cls.chunksPerPage},` +
       `total_pages=${cls.pages},used_chunks=${cls.usedChunks},free_chunks=${cls.freeChunks}`);

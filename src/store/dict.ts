@@ -107,6 +107,13 @@ export class PoolDict {
     mem.setU32(this.root, R_USED[t]!, 0);
   }
 
+  /** The chunks this dict's tables own (a small table's buckets, or a large one's segment directory). */
+  tableChunks(): number[] {
+    const chunks: number[] = [];
+    for (let t = 0; t < 2; t++) if (this.mem.u32(this.root, R_LOG2[t]!) !== 0) chunks.push(this.mem.u32(this.root, R_DIR[t]!));
+    return chunks;
+  }
+
   private freeTable(t: number): void {
     const mem = this.mem;
     const l = mem.u32(this.root, R_LOG2[t]!);
@@ -244,7 +251,14 @@ export class PoolDict {
     if (this.isRehashing() || !PoolDict.canResize) return;
     const size = this.sizeOf(0);
     const used = this.used(0);
-    if (size > 2 ** MIN_LOG2 && used * 100 < size * 10) this.resize(Math.max(used, 4));
+    if (size > 2 ** MIN_LOG2 && used * 100 < size * 10) {
+      try {
+        this.resize(Math.max(used, 4));
+      } catch (err) {
+        // A full pool may have no chunk of the smaller table's class: keep the big table until it does.
+        if (!(err instanceof PoolFullError)) throw err;
+      }
+    }
   }
 
   /**

@@ -6,6 +6,7 @@
 import type { Pool } from '../pool/pool';
 import type { Database, Keyspace } from './keyspace';
 import { Lookup } from './keyspace';
+import { SlabMover } from './slab-mover';
 
 export const EVICTION_POLICIES = [
   'noeviction', 'allkeys-lru', 'allkeys-lfu', 'allkeys-random',
@@ -27,8 +28,25 @@ export class Evictor {
   policy: EvictionPolicy = 'noeviction';
   samples = 5;
   private readonly candidates: Candidate[] = [];
+  readonly slabMover: SlabMover;
 
-  constructor(private readonly keyspace: Keyspace, private readonly pool: Pool) {}
+  constructor(private readonly keyspace: Keyspace, private readonly pool: Pool) {
+    this.slabMover = new SlabMover(keyspace, pool);
+  }
+
+  /**
+   * A write found no free page although memory is under the limit (the pages belong to other size
+   * classes): with maxmemory and an eviction policy, empty up to `pages` slab pages of other classes
+   * (memcached's page mover). False when none could be emptied: the write gets the OOM error.
+   */
+  reclaimPages(pages: number): boolean {
+    if (this.pool.maxmemory === 0 || this.policy === 'noeviction') return false;
+    let reclaimed = 0;
+    const db0 = this.keyspace.db(0); // scores read only the entry (idle time, frequency, TTL)
+    const score = this.policy.endsWith('-random') ? () => Math.random() : (e: number) => this.score(db0, e);
+    while (reclaimed < pages && this.slabMover.reclaimPage(this.volatileOnly(), score) !== null) reclaimed++;
+    return reclaimed > 0;
+  }
 
   private limit(): number {
     const poolLimit = this.pool.size - RESERVE_BYTES;
