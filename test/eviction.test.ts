@@ -131,6 +131,12 @@ describe('maxmemory and eviction', function () {
     assert.ok(newestBig >= 36, `the newest big values are kept (${newestBig} of the last 40)`);
     const ttl = Number((await cmd(server.port, 'TTL', 's0')).slice(1));
     assert.ok(ttl === -2 || ttl > 99_000, `a moved key keeps its TTL (${ttl})`);
+    // A value larger than the whole pool is refused without evicting anything for it.
+    const keysBefore = await cmd(server.port, 'DBSIZE');
+    const evictedBefore = await info(server.port, 'evicted_keys');
+    assert.equal(await cmd(server.port, 'SET', 'huge', 'h'.repeat(17 * 1024 * 1024)), OOM);
+    assert.equal(await cmd(server.port, 'DBSIZE'), keysBefore);
+    assert.equal(await info(server.port, 'evicted_keys'), evictedBefore);
   });
 
   it('volatile-ttl evicts the keys closest to expiring; volatile-* without volatile keys refuses with OOM', async () => {

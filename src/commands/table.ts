@@ -5,6 +5,8 @@
 // handler runs. Handler crashes are contained here: the server survives.
 import { performance } from 'perf_hooks';
 import { PoolFullError } from '../pool/errors';
+import { PAGE_BYTES } from '../pool/memory';
+import type { ServerContext } from '../server/server-context';
 import type { ReplyWriter } from '../protocol/reply-writer';
 import type { CommandContext, CommandFlag, CommandSpec } from './types';
 import { authRequired } from './connection';
@@ -155,6 +157,14 @@ function writeLatin1Error(reply: ReplyWriter, message: string): void {
 }
 
 /** Redis's "unknown command" error text (commandCheckExistence), argument list capped at 128 bytes. */
+/** False when the arguments alone exceed the pool's data pages: emptying pages would evict for nothing. */
+function mayFitPool(server: ServerContext, argv: readonly Buffer[]): boolean {
+  let bytes = 0;
+  for (const arg of argv) bytes += arg.length;
+  const alloc = server.pool.allocator;
+  return bytes < (alloc.pageCount - alloc.metaPages) * PAGE_BYTES;
+}
+
 export function unknownCommandError(argv: readonly Buffer[]): string {
   let args = '';
   for (let i = 1; i < argv.length && args.length < 128; i++) {
@@ -278,7 +288,7 @@ export class CommandTable {
       } catch (err) {
         reply.rewind(mark);
         if (err instanceof PoolFullError) {
-          if (reclaim <= MAX_PAGES_RECLAIMED && server.evictor.reclaimPages(reclaim)) continue;
+          if (reclaim <= MAX_PAGES_RECLAIMED && mayFitPool(server, argv) && server.evictor.reclaimPages(reclaim)) continue;
           reply.error(OOM_ERROR);
         } else {
           server.log.warning(`Command '${entry.fullName}' failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
