@@ -15,7 +15,7 @@
 // TTL; a page whose other entries cannot be rescued is not chosen.
 import type { Pool } from '../pool/pool';
 import { E_HASH } from './dict';
-import { F_EXPIRE, KEY_OFFSET } from './entry';
+import { F_EXPIRE, KEY_OFFSET, W_KEY_LEN } from './entry';
 import type { Database, Keyspace } from './keyspace';
 
 export interface DrainResult {
@@ -148,10 +148,9 @@ export class SlabMover {
   private ownerOf(entry: number): Database | null {
     const mem = this.pool.mem;
     const hash = mem.u32(entry, E_HASH);
+    const key = mem.peek(entry, KEY_OFFSET, mem.u32(entry, W_KEY_LEN)); // a view of the pool, not a copy
     for (const db of this.keyspace.dbs) {
-      if (db.size() === 0) continue;
-      const key = db.keyOf(entry);
-      if (db.dict.find(hash, key, KEY_OFFSET) === entry) return db;
+      if (db.size() !== 0 && db.dict.find(hash, key, KEY_OFFSET) === entry) return db;
     }
     return null;
   }
