@@ -77,16 +77,28 @@ const CrcTables& Tables() {
   return tables;
 }
 
-// Slicing-by-8 over the inverted state `c` (the caller inverts before and after).
-uint32_t CrcTable(uint32_t c, const uint8_t* p, size_t n) {
+// Slicing-by-8 over the inverted state `c` (the caller inverts before and after). With kCopy it also
+// stores each 8 bytes it hashes to dst as it goes: one pass and no separate memcpy. Where this path is
+// chosen (PCLMULQDQ slow or missing: an emulated CPU, typically) memcpy's `rep movsb` is slow too, while
+// plain 8-byte moves are not. Each byte is read once, so dst and the CRC always see the same bytes.
+template <bool kCopy>
+uint32_t CrcTableT(uint32_t c, const uint8_t* p, uint8_t* dst, size_t n) {
   const CrcTables& T = Tables();
+  auto byte = [&](uint8_t b) {
+    if (kCopy) *dst++ = b;
+    c = T.t[0][(c ^ b) & 0xff] ^ (c >> 8);
+  };
   while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {
-    c = T.t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    byte(*p++);
     n--;
   }
   while (n >= 8) {
     uint64_t v;
     std::memcpy(&v, p, 8);
+    if (kCopy) {
+      std::memcpy(dst, &v, 8);
+      dst += 8;
+    }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     v = __builtin_bswap64(v);
 #endif
@@ -97,45 +109,13 @@ uint32_t CrcTable(uint32_t c, const uint8_t* p, size_t n) {
     n -= 8;
   }
   while (n > 0) {
-    c = T.t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    byte(*p++);
     n--;
   }
   return c;
 }
 
-// As CrcTable, storing each 8 bytes it hashes to dst as it goes: one pass, and no separate memcpy. Where
-// this path is chosen (PCLMULQDQ slow or missing: an emulated CPU, typically) memcpy's `rep movsb` is
-// slow too, while plain 8-byte moves are not.
-uint32_t CrcTableCopy(uint32_t c, const uint8_t* p, uint8_t* dst, size_t n) {
-  const CrcTables& T = Tables();
-  while (n > 0 && (reinterpret_cast<uintptr_t>(p) & 7) != 0) {
-    const uint8_t b = *p++;  // read once: dst and the CRC must see the same byte
-    *dst++ = b;
-    c = T.t[0][(c ^ b) & 0xff] ^ (c >> 8);
-    n--;
-  }
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    std::memcpy(dst, &v, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    v ^= c;
-    c = T.t[7][v & 0xff] ^ T.t[6][(v >> 8) & 0xff] ^ T.t[5][(v >> 16) & 0xff] ^ T.t[4][(v >> 24) & 0xff] ^
-        T.t[3][(v >> 32) & 0xff] ^ T.t[2][(v >> 40) & 0xff] ^ T.t[1][(v >> 48) & 0xff] ^ T.t[0][v >> 56];
-    p += 8;
-    dst += 8;
-    n -= 8;
-  }
-  while (n > 0) {
-    const uint8_t b = *p++;  // read once: dst and the CRC must see the same byte
-    *dst++ = b;
-    c = T.t[0][(c ^ b) & 0xff] ^ (c >> 8);
-    n--;
-  }
-  return c;
-}
+uint32_t CrcTable(uint32_t c, const uint8_t* p, size_t n) { return CrcTableT<false>(c, p, nullptr, n); }
 
 #ifdef POOLKV_PCLMUL
 bool CpuHasPclmul() {
@@ -293,7 +273,7 @@ uint32_t CopyCrc(uint32_t seed, const uint8_t* src, uint8_t* dst, size_t n) {
     n -= bulk;
   }
 #endif
-  c = dst ? CrcTableCopy(c, src, dst, n) : CrcTable(c, src, n);
+  c = dst ? CrcTableT<true>(c, src, dst, n) : CrcTable(c, src, n);
   return ~c;
 }
 
