@@ -156,7 +156,6 @@ function writeLatin1Error(reply: ReplyWriter, message: string): void {
   reply.raw(Buffer.from(`-${message}\r\n`, 'latin1'));
 }
 
-/** Redis's "unknown command" error text (commandCheckExistence), argument list capped at 128 bytes. */
 /** False when the arguments alone exceed the pool's data pages: emptying pages would evict for nothing. */
 function mayFitPool(server: ServerContext, argv: readonly Buffer[]): boolean {
   let bytes = 0;
@@ -165,6 +164,7 @@ function mayFitPool(server: ServerContext, argv: readonly Buffer[]): boolean {
   return bytes < (alloc.pageCount - alloc.metaPages) * PAGE_BYTES;
 }
 
+/** Redis's "unknown command" error text (commandCheckExistence), argument list capped at 128 bytes. */
 export function unknownCommandError(argv: readonly Buffer[]): string {
   let args = '';
   for (let i = 1; i < argv.length && args.length < 128; i++) {

@@ -248,14 +248,14 @@ export class SlabAllocator {
 
   // ---- emptying a page for another class (memcached's slab page mover) -------------------------
 
-  /** Visit every slab page: its number, class, chunk size, chunks in use and chunks per page. */
-  forEachSlabPage(visit: (page: number, cls: number, chunkSize: number, used: number, perPage: number) => void): void {
+  /** Visit every slab page: its number, class, chunks in use and chunks per page. */
+  forEachSlabPage(visit: (page: number, cls: number, used: number, perPage: number) => void): void {
     const mem = this.mem;
     const end = mem.u32(0, W_UNTOUCHED_PAGE);
     for (let page = this.metaPages; page < end; page++) {
       const p = this.pageRef(page);
       const cls = mem.u32(p, P_CLASS);
-      if (cls >= 1 && cls <= this.classCount) visit(page, cls, this.chunkSize[cls]!, mem.u32(p, P_USED), this.chunksPerPage[cls]!);
+      if (cls >= 1 && cls <= this.classCount) visit(page, cls, mem.u32(p, P_USED), this.chunksPerPage[cls]!);
     }
   }
 

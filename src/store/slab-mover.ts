@@ -9,10 +9,13 @@
 // drained page then returns to the pool's free pages, where any class, or
 // a large value, can take it.
 //
-// The page chosen is the one that costs fewest evictions, then fewest
-// copies. Pages holding a hash table's bucket array are left alone (their
-// owner is a dict, not a key). volatile-* policies evict only keys with a
-// TTL; a page whose other entries cannot be rescued is not chosen.
+// A page whose entries can all be rescued is chosen first (the one with
+// fewest to copy): nothing is lost. Otherwise a sample of pages is scored
+// by the eviction policy through a few of each page's entries, as Redis
+// samples keys, and the best page's entries that cannot move are evicted.
+// Pages holding a hash table's bucket array are left alone (their owner is
+// a dict, not a key). volatile-* policies evict only keys with a TTL; a
+// page whose other entries cannot be rescued is not chosen.
 import type { Pool } from '../pool/pool';
 import { E_HASH } from './dict';
 import { F_EXPIRE, KEY_OFFSET, W_KEY_LEN } from './entry';
@@ -50,7 +53,7 @@ export class SlabMover {
     let rescuable = -1;
     let rescuableUsed = Infinity;
     const candidates: Array<{ page: number; evictions: number; carved: number }> = [];
-    alloc.forEachSlabPage((page, cls, _size, used, perPage) => {
+    alloc.forEachSlabPage((page, cls, used, perPage) => {
       if (tables.has(page) || used === 0) return;
       let free = classFree.get(cls);
       if (free === undefined) {
