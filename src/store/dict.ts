@@ -227,22 +227,24 @@ export class PoolDict {
       return;
     }
     const used = this.used(0);
-    if (used >= size && (PoolDict.canResize || used / size > FORCE_RESIZE_RATIO)) {
-      try {
-        this.resize(used + 1);
-      } catch (err) {
-        // A full pool cannot give a bigger table; chains just get longer until memory frees up.
-        if (!(err instanceof PoolFullError)) throw err;
-      }
-    }
+    if (used >= size && (PoolDict.canResize || used / size > FORCE_RESIZE_RATIO)) this.resize(used + 1);
   }
 
-  /** Start an incremental rehash into a table of the smallest power of two >= n. */
+  /**
+   * Start an incremental rehash into a table of the smallest power of two >= n. A full pool may have no
+   * room for the new table (or no chunk of its size class): the current one stays, chains just get
+   * longer (growing) or the table stays sparse (shrinking) until memory frees up.
+   */
   private resize(n: number): void {
     let log2 = MIN_LOG2;
     while (2 ** log2 < n) log2++;
     if (log2 === this.log2(0)) return;
-    this.createTable(1, log2);
+    try {
+      this.createTable(1, log2);
+    } catch (err) {
+      if (!(err instanceof PoolFullError)) throw err;
+      return;
+    }
     this.mem.setU32(this.root, R_REHASH, 1);
   }
 
@@ -251,14 +253,7 @@ export class PoolDict {
     if (this.isRehashing() || !PoolDict.canResize) return;
     const size = this.sizeOf(0);
     const used = this.used(0);
-    if (size > 2 ** MIN_LOG2 && used * 100 < size * 10) {
-      try {
-        this.resize(Math.max(used, 4));
-      } catch (err) {
-        // A full pool may have no chunk of the smaller table's class: keep the big table until it does.
-        if (!(err instanceof PoolFullError)) throw err;
-      }
-    }
+    if (size > 2 ** MIN_LOG2 && used * 100 < size * 10) this.resize(Math.max(used, 4));
   }
 
   /**
